@@ -1,0 +1,1 @@
+//! (mulaw: being written)

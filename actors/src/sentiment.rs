@@ -1,0 +1,1 @@
+//! (sentiment: being written)

@@ -1,0 +1,1 @@
+//! (transcriber: being written)

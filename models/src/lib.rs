@@ -1,0 +1,1 @@
+//! Offline Whisper model import (CTranslate2 -> ggml).

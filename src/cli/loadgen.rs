@@ -1,0 +1,8 @@
+//! `callcoach loadgen` (being written).
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::bail!("`loadgen` is not built yet")
+}

@@ -1,0 +1,8 @@
+//! `callcoach replay` (being written).
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::bail!("`replay` is not built yet")
+}

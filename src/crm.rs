@@ -1,0 +1,1 @@
+//! (crm: being written)
