@@ -155,6 +155,17 @@ pub struct Contribution {
     pub contribution: f64,
 }
 
+/// One item of the call checklist ("recording disclosure"); ticks when the agent says it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChecklistItem {
+    /// Playbook rule id.
+    pub id: String,
+    pub label: String,
+    pub done: bool,
+    /// Deadline in milliseconds since the call started, when the item has one.
+    pub due_ms: Option<u64>,
+}
+
 /// Talk-time figures for a call so far; they need no transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct TalkStats {
@@ -261,6 +272,10 @@ pub enum CallEvent {
     },
     Hint(Hint),
     Talk(TalkStats),
+    /// The call's checklist (playbook `checklist` rules) whenever an item changes.
+    Checklist {
+        items: Vec<ChecklistItem>,
+    },
     Score {
         lead_id: String,
         score: f64,
