@@ -75,7 +75,8 @@ function newCall(summary) {
     feedback: new Map(), // hint id -> true (useful) / false (dismissed)
     warnings: new Map(), // code -> message
     checklist: [],
-    audioMs: 0,
+    clockMs: 0, // call time (ms since start) last seen on an event ...
+    clockWall: 0, // ... and the Date.now() when it was seen
     ended: false,
     endedAt: 0,
     endedReason: '',
@@ -126,7 +127,7 @@ function onMessage(msg, at) {
     case 'call_ended': {
       const c = calls.get(msg.call_id);
       if (!c) return;
-      markEnded(c, msg.reason || 'ended');
+      markEnded(c, c.endedReason || msg.reason || 'ended');
       dirty.add(c.id);
       break;
     }
@@ -164,7 +165,7 @@ function applyEvent(c, ev) {
         if (node) node.remove();
         c.trNodes.delete(oldest);
       }
-      c.audioMs = Math.max(c.audioMs, ev.end_ms || 0);
+      seeCallTime(c, ev.end_ms);
       if (isFinal) c.warnings.delete('transcription_unavailable');
       break;
     }
@@ -186,7 +187,7 @@ function applyEvent(c, ev) {
     case 'hint':
       c.hints.push(ev);
       if (c.hints.length > HINTS_KEPT) c.hints.shift();
-      c.audioMs = Math.max(c.audioMs, ev.at_ms || 0);
+      seeCallTime(c, ev.at_ms);
       break;
     case 'feedback':
       if (ev.hint_id) c.feedback.set(ev.hint_id, !!ev.useful);
@@ -207,6 +208,26 @@ function applyEvent(c, ev) {
 }
 
 // ---- derived signals ------------------------------------------------------------------------
+
+/// Call time now (ms since the call started): the latest time an event carried, carried forward
+/// by the wall clock; before any such event, wall time since `started_at`.
+function callNowMs(c) {
+  if (c.clockWall) return c.clockMs + (Date.now() - c.clockWall);
+  return Date.now() - c.startedAt;
+}
+
+function seeCallTime(c, t) {
+  if (!Number.isFinite(t)) return;
+  if (!c.clockWall || t > callNowMs(c)) {
+    c.clockMs = t;
+    c.clockWall = Date.now();
+  }
+}
+
+function overdueItems(c) {
+  const now = callNowMs(c);
+  return c.checklist.filter((i) => i && !i.done && Number.isFinite(i.due_ms) && now > i.due_ms);
+}
 
 function customerSeries(c) {
   return c.sentiment.customer.length ? c.sentiment.customer : c.sentiment.mixed;
@@ -229,8 +250,9 @@ function alertsOf(c) {
       out.push({ key: 'sentiment', text: 'Sentiment falling', level: 'warn' });
     }
   }
-  const overdue = c.checklist.filter((i) => i && i.overdue && !i.done);
-  const overdueHint = c.hints.some((hn) => hn.kind === 'checklist'
+  const overdue = c.ended ? [] : overdueItems(c);
+  // Without checklist events, an important checklist hint is the only sign of a missed item.
+  const overdueHint = !c.checklist.length && c.hints.some((hn) => hn.kind === 'checklist'
     && (hn.priority === 'high' || hn.priority === 'urgent'));
   if (overdue.length || overdueHint) {
     const what = overdue.length ? `: ${overdue.map((i) => i.label || i.id).join(', ')}` : '';
@@ -342,7 +364,7 @@ function renderRow(c) {
   const last = c.hints[c.hints.length - 1];
   c.cells.hint.replaceChildren(last
     ? h('span', { class: `prio prio-${last.priority}`, title: last.reason || '' }, last.title)
-    : h('span', { class: 'muted' }, '–'));
+    : s.last_hint ? h('span', { class: 'prio' }, s.last_hint) : h('span', { class: 'muted' }, '–'));
 
   c.cells.alerts.replaceChildren(...(c.ended
     ? [h('span', { class: 'badge muted' }, c.endedReason || 'ended')]
@@ -374,6 +396,11 @@ function tick() {
       continue;
     }
     if (c.cells && !c.ended) c.cells.dur.textContent = durationText(c);
+    // A checklist deadline passes without any event: re-evaluate alerts of calls that have one.
+    if (!c.ended && c.checklist.some((i) => !i.done && Number.isFinite(i.due_ms))) {
+      dirty.add(c.id);
+      scheduleRender();
+    }
   }
   if (orderDirty) scheduleRender();
   if (selected && calls.has(selected)) {

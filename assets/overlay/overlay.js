@@ -24,8 +24,14 @@ const TALK_SHARE_LIMIT = 0.65;
 const PACE_LOW_WPM = 110;
 const PACE_HIGH_WPM = 170;
 const PACE_SCALE_WPM = 240;
-// Feedback clicked while disconnected waits for the socket; the server dedups by hint id.
+// Feedback clicked while disconnected waits for the socket (at most this many answers).
 const FEEDBACK_QUEUE = 50;
+// The server answers feedback for a hint it has not stored yet (its store writes in batches)
+// with `not_found`; feedback sent within this window is re-sent, up to FEEDBACK_RETRIES times,
+// FEEDBACK_RETRY_MS apart. Re-sending is harmless: the server records the latest answer.
+const FEEDBACK_RETRY_WINDOW_MS = 5000;
+const FEEDBACK_RETRY_MS = 1000;
+const FEEDBACK_RETRIES = 3;
 
 const KIND_LABEL = {
   objection: 'Objection', buying_signal: 'Buying signal', sentiment_drop: 'Mood dropping',
@@ -38,7 +44,9 @@ let token = null;
 let agentId = null;
 let socket = null;
 let callId = null;
-let attachedAt = 0;
+let clockMs = 0; // call time (ms since the call started) last seen on an event ...
+let clockWall = 0; // ... and the Date.now() when it was seen
+let recentFeedback = []; // {msg, sentAt, tries}
 let cards = []; // {hint, el, shownAt}
 const handled = new Set(); // hint ids the agent already answered: never show them again
 let pendingFeedback = [];
@@ -54,7 +62,7 @@ function onMessage(msg, at) {
     case 'attached':
       if (msg.call_id !== callId) resetCall();
       callId = msg.call_id;
-      attachedAt = Date.now();
+      if (!clockWall) { clockMs = 0; clockWall = Date.now(); }
       $('idle').hidden = true;
       break;
     case 'detached':
@@ -62,6 +70,7 @@ function onMessage(msg, at) {
       break;
     case 'hint':
       if (!callId) return;
+      seeCallTime(msg.at_ms);
       showHint(msg);
       break;
     case 'talk':
@@ -83,13 +92,18 @@ function onMessage(msg, at) {
       break;
     case 'final':
       // A transcript arrived, so transcription is back.
+      seeCallTime(msg.end_ms);
       hideBanner();
       break;
+    case 'partial':
+      seeCallTime(msg.end_ms);
+      return; // the overlay shows no transcript
     case 'ended':
       resetCall();
       break;
     case 'error':
       if (msg.code === 'unauthorized' || msg.code === 'forbidden') notice(msg.message || msg.code);
+      else if (msg.code === 'not_found') retryFeedback();
       break;
     default:
       return;
@@ -100,7 +114,8 @@ function onMessage(msg, at) {
 
 function resetCall() {
   callId = null;
-  attachedAt = 0;
+  clockMs = 0;
+  clockWall = 0;
   for (const c of cards) c.el.remove();
   cards = [];
   renderMeters(null);
@@ -108,6 +123,19 @@ function resetCall() {
   hideBanner();
   $('idle').hidden = false;
   $('clock').textContent = '';
+}
+
+/// Call time now: the latest time an event carried, carried forward by the wall clock.
+function callNowMs() {
+  return clockWall ? clockMs + (Date.now() - clockWall) : 0;
+}
+
+function seeCallTime(t) {
+  if (!Number.isFinite(t)) return;
+  if (!clockWall || t > callNowMs()) {
+    clockMs = t;
+    clockWall = Date.now();
+  }
 }
 
 // ---- hint cards -----------------------------------------------------------------------------
@@ -149,11 +177,7 @@ function rank(c) {
 
 function answer(hintId, useful) {
   handled.add(hintId);
-  const msg = { type: 'feedback', hint_id: hintId, useful };
-  if (!socket || !socket.send(msg)) {
-    pendingFeedback.push(msg);
-    if (pendingFeedback.length > FEEDBACK_QUEUE) pendingFeedback.shift();
-  }
+  sendFeedback({ type: 'feedback', hint_id: hintId, useful }, 0);
   const card = cards.find((c) => c.hint.id === hintId);
   if (!card) return;
   const next = card.el.nextElementSibling || card.el.previousElementSibling;
@@ -174,10 +198,29 @@ function answer(hintId, useful) {
   }
 }
 
+function sendFeedback(msg, tries) {
+  if (socket && socket.send(msg)) {
+    recentFeedback = recentFeedback.filter((r) => r.msg.hint_id !== msg.hint_id);
+    recentFeedback.push({ msg, sentAt: Date.now(), tries });
+  } else {
+    pendingFeedback.push(msg);
+    if (pendingFeedback.length > FEEDBACK_QUEUE) pendingFeedback.shift();
+  }
+}
+
 function flushFeedback() {
   const queued = pendingFeedback;
   pendingFeedback = [];
-  for (const m of queued) if (!socket.send(m)) pendingFeedback.push(m);
+  for (const m of queued) sendFeedback(m, 0);
+}
+
+// Errors do not say which message they answer, so every recent answer is re-sent.
+function retryFeedback() {
+  const now = Date.now();
+  const due = recentFeedback.filter((r) => now - r.sentAt < FEEDBACK_RETRY_WINDOW_MS && r.tries < FEEDBACK_RETRIES);
+  recentFeedback = [];
+  if (!due.length) return;
+  setTimeout(() => { for (const r of due) sendFeedback(r.msg, r.tries + 1); }, FEEDBACK_RETRY_MS);
 }
 
 function expireCards() {
@@ -189,7 +232,8 @@ function expireCards() {
       cards = cards.filter((x) => x !== c);
     }
   }
-  if (callId && attachedAt) $('clock').textContent = fmtDuration(now - attachedAt);
+  if (callId) $('clock').textContent = fmtDuration(callNowMs());
+  if (callId && checklist.some((i) => !i.done && Number.isFinite(i.due_ms))) renderChecklist(checklist);
 }
 
 // ---- meters and checklist -------------------------------------------------------------------
@@ -216,17 +260,22 @@ function renderMeters(t) {
     : `${Math.round(wpm)} words per minute${wpm > PACE_HIGH_WPM ? ', too fast' : wpm < PACE_LOW_WPM ? ', slow' : ''}`);
 }
 
+let checklist = [];
+
 function renderChecklist(items) {
+  checklist = items;
+  const now = callNowMs();
   const list = $('checklist');
   if (!items.length) {
     list.replaceChildren(h('li', { class: 'none' }, callId ? 'Nothing to check on this call.' : ''));
     return;
   }
   list.replaceChildren(...items.map((i) => {
-    const state = i.done ? 'done' : i.overdue ? 'overdue' : 'open';
+    const overdue = !i.done && Number.isFinite(i.due_ms) && now > i.due_ms;
+    const state = i.done ? 'done' : overdue ? 'overdue' : 'open';
     const word = { done: 'done', overdue: 'overdue', open: 'to do' }[state];
     return h('li', { class: state },
-      h('span', { class: 'tick', 'aria-hidden': 'true' }, i.done ? '✓' : i.overdue ? '!' : ''),
+      h('span', { class: 'tick', 'aria-hidden': 'true' }, i.done ? '✓' : overdue ? '!' : ''),
       h('span', { class: 'label' }, i.label || i.id),
       h('span', { class: 'sr' }, `, ${word}`),
       !i.done && Number.isFinite(i.due_ms) ? h('span', { class: 'due mono' }, `by ${fmtDuration(i.due_ms)}`) : '');
