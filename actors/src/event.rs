@@ -214,6 +214,10 @@ pub enum Code {
     /// The server is shutting down; reconnect to another node.
     ShuttingDown,
     Internal,
+    /// A REST request whose body, path or query is malformed or invalid.
+    BadRequest,
+    /// A dependency (the database) is unreachable right now; retry later.
+    Unavailable,
 }
 
 impl Code {
@@ -240,6 +244,8 @@ impl Code {
             Code::TranscriptionUnavailable => "transcription_unavailable",
             Code::ShuttingDown => "shutting_down",
             Code::Internal => "internal",
+            Code::BadRequest => "bad_request",
+            Code::Unavailable => "unavailable",
         }
     }
 }
