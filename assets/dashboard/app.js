@@ -256,7 +256,7 @@ function alertsOf(c) {
     && (hn.priority === 'high' || hn.priority === 'urgent'));
   if (overdue.length || overdueHint) {
     const what = overdue.length ? `: ${overdue.map((i) => i.label || i.id).join(', ')}` : '';
-    out.push({ key: 'compliance', text: `Compliance overdue${what}`, level: 'bad' });
+    out.push({ key: 'compliance', text: 'Compliance overdue', detail: `Compliance overdue${what}`, level: 'bad' });
   }
   const urgent = c.hints.length && c.hints[c.hints.length - 1].priority === 'urgent';
   if (urgent) out.push({ key: 'urgent', text: 'Urgent hint', level: 'bad' });
@@ -368,7 +368,7 @@ function renderRow(c) {
 
   c.cells.alerts.replaceChildren(...(c.ended
     ? [h('span', { class: 'badge muted' }, c.endedReason || 'ended')]
-    : alerts.map((a) => h('span', { class: `badge ${a.level}` }, a.text))));
+    : alerts.map((a) => h('span', { class: `badge ${a.level}`, title: a.detail || '' }, a.text))));
 }
 
 function durationText(c) {
@@ -455,7 +455,7 @@ function renderDetail(c) {
   document.getElementById('detail-sub').textContent = detailSub(c);
   const alerts = alertsOf(c);
   document.getElementById('detail-alerts').replaceChildren(
-    ...alerts.map((a) => h('span', { class: `badge ${a.level}` }, a.text)),
+    ...alerts.map((a) => h('span', { class: `badge ${a.level}` }, a.detail || a.text)),
   );
   renderScore(c);
   renderTalk(document.getElementById('talk-box'), c.talk);

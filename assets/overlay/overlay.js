@@ -17,12 +17,11 @@ const MAX_CARDS = 4;
 const STALE_HINT_MS = 120000;
 // A card marked useful stays briefly so the agent sees the click registered.
 const USEFUL_LINGER_MS = 1200;
-// Meter limits, mirroring the playbook's defaults (assets/playbook.toml): agent talk share above
-// 65 % and pace outside 110–170 words per minute trigger coaching there, so the meters turn
-// amber at the same points.
+// Meter limits, mirroring the playbook (assets/playbook.toml): `talk_ratio_high` coaches above
+// 65 % agent talk share and `pace_fast` above 180 words per minute, so the meters turn amber at
+// the same points. The pace scale ends at 240 wpm, well past anything intelligible on a phone.
 const TALK_SHARE_LIMIT = 0.65;
-const PACE_LOW_WPM = 110;
-const PACE_HIGH_WPM = 170;
+const PACE_HIGH_WPM = 180;
 const PACE_SCALE_WPM = 240;
 // Feedback clicked while disconnected waits for the socket (at most this many answers).
 const FEEDBACK_QUEUE = 50;
@@ -251,13 +250,12 @@ function renderMeters(t) {
   const wpm = t && Number.isFinite(t.agent_wpm) ? t.agent_wpm : null;
   $('pace-val').textContent = wpm === null ? '–' : `${Math.round(wpm)} wpm`;
   $('pace-fill').style.width = wpm === null ? '0' : `${Math.min(1, wpm / PACE_SCALE_WPM) * 100}%`;
-  $('pace-band').style.left = `${(PACE_LOW_WPM / PACE_SCALE_WPM) * 100}%`;
-  $('pace-band').style.width = `${((PACE_HIGH_WPM - PACE_LOW_WPM) / PACE_SCALE_WPM) * 100}%`;
-  const off = wpm !== null && (wpm < PACE_LOW_WPM || wpm > PACE_HIGH_WPM);
+  $('pace-limit').style.left = `${(PACE_HIGH_WPM / PACE_SCALE_WPM) * 100}%`;
+  const off = wpm !== null && wpm > PACE_HIGH_WPM;
   $('pace-meter').classList.toggle('over', off);
   $('pace-bar').setAttribute('aria-valuenow', wpm === null ? 0 : Math.round(wpm));
   $('pace-bar').setAttribute('aria-valuetext', wpm === null ? 'not known yet'
-    : `${Math.round(wpm)} words per minute${wpm > PACE_HIGH_WPM ? ', too fast' : wpm < PACE_LOW_WPM ? ', slow' : ''}`);
+    : `${Math.round(wpm)} words per minute${off ? ', too fast' : ''}`);
 }
 
 let checklist = [];
