@@ -7,7 +7,7 @@
 // busy calls cheap and lets the lag probe measure message → painted frame.
 
 import {
-  takeToken, storeToken, forgetToken, claimsOf, isExpired, wsUrl, LiveSocket, LagProbe,
+  takeToken, storeToken, forgetToken, claimsOf, isExpired, wsUrl, LiveSocket, LagProbe, refusalStatus,
   fmtDuration, fmtPct, fmtSigned, sentimentWord, h, svg,
 } from '/shared/live.js';
 
@@ -813,19 +813,34 @@ function setConn(state, detail) {
     notice.hidden = true;
   } else if (state === 'retrying') {
     el.textContent = `reconnecting in ${Math.ceil(detail.delay / 1000)} s`;
-    if (!everOpened) failedBeforeOpen += 1;
-    // A socket that never opens is most often refused at the handshake (401/403): the browser
-    // does not say which, so say what is likely after a few tries instead of staying silent.
-    if (failedBeforeOpen >= 3) {
-      notice.textContent = claims?.role === 'agent'
-        ? 'This token belongs to an agent; live calls are for supervisors. Agents use the overlay at /overlay.'
-        : 'Cannot reach the live feed. The server may be down, or this token may not be allowed to watch live calls.';
-      notice.hidden = false;
+    if (!everOpened) {
+      failedBeforeOpen += 1;
+      if (failedBeforeOpen === 1) diagnoseRefusal();
     }
   } else if (state === 'connecting') {
     el.textContent = 'connecting…';
   } else {
     el.textContent = 'offline';
+  }
+}
+
+/// The live socket failed before ever opening: find out whether the token was refused.
+async function diagnoseRefusal() {
+  const tok = token;
+  const status = await refusalStatus('/v1/live', tok);
+  if (tok !== token) return; // signed out or changed token meanwhile
+  const notice = document.getElementById('live-notice');
+  if (status === 401) {
+    showLogin('The server did not accept this token (expired or invalid). Paste a new one.');
+  } else if (status === 403) {
+    if (socket) socket.close();
+    setConn('offline');
+    notice.textContent = `This token (role ${claims?.role || 'unknown'}) may not watch live calls.`
+      + (claims?.role === 'agent' ? ' Agents use the overlay at /overlay.' : '');
+    notice.hidden = false;
+  } else if (status === 0) {
+    notice.textContent = 'Cannot reach the server; retrying.';
+    notice.hidden = false;
   }
 }
 

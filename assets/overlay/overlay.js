@@ -7,7 +7,8 @@
 // arrives while no call is attached.
 
 import {
-  takeToken, storeToken, claimsOf, isExpired, wsUrl, LiveSocket, LagProbe, fmtDuration, h,
+  takeToken, storeToken, forgetToken, claimsOf, isExpired, wsUrl, LiveSocket, LagProbe, fmtDuration, h,
+  refusalStatus,
 } from '/shared/live.js';
 
 // Cards on screen at once: an agent mid-sentence reads one or two; four keeps the overlay short
@@ -298,6 +299,7 @@ function notice(text) {
 
 let everOpened = false;
 let failures = 0;
+let connProblem = false; // the notice shows a connection problem, to clear once connected
 
 function setConn(state, detail) {
   document.body.dataset.conn = state;
@@ -306,17 +308,35 @@ function setConn(state, detail) {
     el.textContent = 'live';
     everOpened = true;
     failures = 0;
-    notice('');
+    if (connProblem) notice('');
+    connProblem = false;
   } else if (state === 'retrying') {
     el.textContent = `reconnecting in ${Math.ceil(detail.delay / 1000)} s`;
     failures += 1;
-    if (!everOpened && failures >= 3) {
-      notice('Cannot connect. The server may be down, or this token is not allowed to see this agent.');
-    }
+    if (!everOpened && failures === 1) diagnoseRefusal();
   } else if (state === 'connecting') {
     el.textContent = 'connecting…';
   } else {
     el.textContent = 'offline';
+  }
+}
+
+/// The socket failed before ever opening: say whether the token was refused, and stop retrying
+/// a refusal that retrying cannot fix.
+async function diagnoseRefusal() {
+  const status = await refusalStatus(`/v1/agents/${encodeURIComponent(agentId)}/hints`, token);
+  connProblem = true;
+  if (status === 401) {
+    socket.close();
+    forgetToken();
+    notice('The server did not accept this token (expired or invalid). Paste a new one.');
+    $('main').hidden = true;
+    $('login').hidden = false;
+  } else if (status === 403) {
+    socket.close();
+    notice(`This token may not open the overlay of ${agentId}.`);
+  } else if (status === 0) {
+    notice('Cannot reach the server; retrying.');
   }
 }
 
@@ -333,11 +353,14 @@ function start(tok) {
   // in their team; the server checks.
   const own = claims && claims.role === 'agent' ? (claims.agent_id || claims.sub) : null;
   agentId = own || asked;
-  if (own && asked && asked !== own) notice(`This overlay shows your own calls (${own}), not ${asked}.`);
   if (!agentId) {
     notice('Open this page as /overlay?agent=<your agent id>.');
     return;
   }
+  everOpened = false;
+  failures = 0;
+  connProblem = false;
+  notice(own && asked && asked !== own ? `This overlay shows your own calls (${own}), not ${asked}.` : '');
   $('login').hidden = true;
   $('main').hidden = false;
   $('agent').textContent = agentId;

@@ -58,6 +58,20 @@ export function wsUrl(path, params) {
   return url.toString();
 }
 
+/// Why a WebSocket was refused: browsers hide the handshake's HTTP status, so ask the same URL
+/// over plain HTTP with the token as a bearer header. The server authenticates before it looks
+/// for an upgrade, so 401/403 mean the token was refused; anything else (400: not a WebSocket
+/// request) means the token is fine and the failure was elsewhere. Returns the status, or 0
+/// when the server is unreachable.
+export async function refusalStatus(path, token) {
+  try {
+    const r = await fetch(path, { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
 // Reconnect backoff: first retry after 500 ms, doubling to at most 15 s, with ±20 % jitter so a
 // server restart is not met by every open page at the same instant. 15 s keeps an agent's
 // overlay from staying dark for long after a deploy.
