@@ -758,7 +758,9 @@ async function loadHistoryCall(id) {
   box.hidden = false;
 }
 
-function scoreChart(points) {
+function scoreChart(all) {
+  // Stage changes from outcomes carry no score; the chart plots scored updates only.
+  const points = all.filter((p) => p && Number.isFinite(p.score));
   if (!points.length) return h('p', { class: 'muted' }, 'No score updates stored.');
   const W = 420; const H = 120; const P = 30;
   const ts = points.map((p, i) => {
