@@ -1,1 +1,373 @@
-//! (segmenter: being written)
+//! Endpointing: cuts one track's 16 kHz audio into utterances for the transcriber.
+//!
+//! [`Segmenter::push`] takes samples in any chunk size, runs the [`Vad`] on whole 20 ms frames
+//! and emits [`SegmentEvent`]s. All timing is on the audio clock — milliseconds of audio since
+//! the track started (`frames × 20`) — never wall time, so the result does not depend on how the
+//! audio was chunked or how fast it arrived, and tests replay faster than real time.
+//!
+//! Life of an utterance:
+//! 1. [`ONSET_FRAMES`] voiced frames in a row open it. Its audio starts `pre_roll_ms` before the
+//!    first voiced frame (soft onsets the VAD scored too low), but never before the previous
+//!    utterance's end.
+//! 2. Once it holds `min_utterance_ms` of voice (first to last voiced frame), it is confirmed and
+//!    [`SegmentEvent::SpeechStart`] is sent with the first voiced frame's time. Shorter blips
+//!    (a cough, a click, a mid-stream tone the VAD has not learned yet) vanish without events.
+//! 3. While it is open, a [`SegmentEvent::Partial`] snapshot goes out every `partial_interval_ms`.
+//! 4. After `endpoint_silence_ms` without a voiced frame it closes: [`SegmentEvent::SpeechEnd`]
+//!    and [`SegmentEvent::Final`], both ending at the end of the last voiced frame.
+//! 5. At `max_utterance_ms` it is force-cut (`forced: true`) at the quietest frame of the last
+//!    second of voice, and the rest continues as a new utterance — voice did not stop, so no
+//!    `SpeechEnd`/`SpeechStart` pair is sent for the cut.
+
+use crate::vad::{Vad, VadFrame, FRAME_MS, FRAME_SAMPLES, ONSET_FRAMES};
+use std::sync::Arc;
+
+/// Samples per millisecond at the pipeline rate.
+const SAMPLES_PER_MS: u64 = crate::PIPELINE_SAMPLE_RATE as u64 / 1000;
+/// How far back from the forced-cut point to look for the quietest frame: one second holds a
+/// few syllable gaps at any speaking rate (4–6 syllables/s), so the cut rarely splits a word.
+const FORCE_CUT_SEARCH_MS: u64 = 1_000;
+
+/// Endpointing policy. Defaults follow DESIGN.md: endpoint after 300–500 ms of silence,
+/// force-cut at 15 s, partials about every second.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmenterConfig {
+    /// Silence after the last voiced frame that ends an utterance. 400 ms: longer than the
+    /// pauses inside a sentence (~100–300 ms), short enough for a hint within a second.
+    pub endpoint_silence_ms: u64,
+    /// Longest utterance before a forced cut (Whisper's window is 30 s; 15 s keeps a final's
+    /// decode well under a second on tiny.en and bounds the buffer per track).
+    pub max_utterance_ms: u64,
+    /// Shortest voiced span worth transcribing; shorter ones are dropped without events.
+    pub min_utterance_ms: u64,
+    /// Interval between partial snapshots of an open utterance.
+    pub partial_interval_ms: u64,
+    /// Audio kept before the first voiced frame.
+    pub pre_roll_ms: u64,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        Self {
+            endpoint_silence_ms: 400,
+            max_utterance_ms: 15_000,
+            min_utterance_ms: 250,
+            partial_interval_ms: 1_000,
+            pre_roll_ms: 200,
+        }
+    }
+}
+
+/// What the segmenter reports. Times are milliseconds of audio since the track started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SegmentEvent {
+    /// Voice started (first voiced frame of a confirmed utterance). Sent `min_utterance_ms`
+    /// of voice after `at_ms`, once the utterance is confirmed.
+    SpeechStart { at_ms: u64 },
+    /// Voice ended (end of the last voiced frame). Sent `endpoint_silence_ms` after `at_ms`.
+    SpeechEnd { at_ms: u64 },
+    /// Snapshot of the open utterance, `samples` covering `[start_ms, end_ms)`.
+    Partial {
+        samples: Arc<[f32]>,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// A closed utterance, `samples` covering `[start_ms, end_ms)`: `start_ms` includes the
+    /// pre-roll, `end_ms` is the end of speech. `forced` when cut at `max_utterance_ms`.
+    Final {
+        samples: Arc<[f32]>,
+        start_ms: u64,
+        end_ms: u64,
+        forced: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Open {
+    /// Start of the utterance's audio (pre-roll included).
+    start_ms: u64,
+    /// First voiced frame.
+    voice_start_ms: u64,
+    /// End of the last voiced frame.
+    last_voiced_end_ms: u64,
+    /// SpeechStart has been sent.
+    confirmed: bool,
+    last_partial_ms: u64,
+}
+
+/// Endpointer for one track (see the module docs).
+#[derive(Debug)]
+pub struct Segmenter {
+    cfg: SegmenterConfig,
+    vad: Vad,
+    /// Samples of an incomplete frame, carried to the next `push`.
+    pending: Vec<f32>,
+    /// Audio from `audio_start_ms` to now (whole frames).
+    audio: Vec<f32>,
+    /// RMS dBFS of each frame in `audio`, for choosing forced-cut points.
+    frame_energy: Vec<f32>,
+    audio_start_ms: u64,
+    /// Frames processed so far; `now_ms = frames × 20`.
+    frames: u64,
+    /// Consecutive voiced frames while idle.
+    run: u32,
+    /// End of the previous utterance; the next one's pre-roll never reaches before it.
+    last_end_ms: u64,
+    open: Option<Open>,
+}
+
+/// Index into a buffer starting at `buf_start_ms` of the sample at `ms`.
+fn idx(buf_start_ms: u64, ms: u64) -> usize {
+    (ms.saturating_sub(buf_start_ms) * SAMPLES_PER_MS) as usize
+}
+
+fn round_to_frames(ms: u64) -> u64 {
+    ms.div_ceil(FRAME_MS) * FRAME_MS
+}
+
+impl Segmenter {
+    /// A segmenter with `cfg`, its times rounded up to whole 20 ms frames and made consistent
+    /// (at least one frame each; `max_utterance_ms` above `min_utterance_ms`).
+    pub fn new(cfg: SegmenterConfig) -> Self {
+        let min_utterance_ms = round_to_frames(cfg.min_utterance_ms.max(FRAME_MS));
+        let cfg = SegmenterConfig {
+            endpoint_silence_ms: round_to_frames(cfg.endpoint_silence_ms.max(FRAME_MS)),
+            max_utterance_ms: round_to_frames(
+                cfg.max_utterance_ms
+                    .max(min_utterance_ms + FORCE_CUT_SEARCH_MS),
+            ),
+            min_utterance_ms,
+            partial_interval_ms: round_to_frames(cfg.partial_interval_ms.max(FRAME_MS)),
+            pre_roll_ms: round_to_frames(cfg.pre_roll_ms),
+        };
+        Self {
+            cfg,
+            vad: Vad::new(),
+            pending: Vec::with_capacity(FRAME_SAMPLES),
+            audio: Vec::new(),
+            frame_energy: Vec::new(),
+            audio_start_ms: 0,
+            frames: 0,
+            run: 0,
+            last_end_ms: 0,
+            open: None,
+        }
+    }
+
+    /// The effective configuration (after rounding to frames).
+    pub fn config(&self) -> &SegmenterConfig {
+        &self.cfg
+    }
+
+    /// Milliseconds of audio consumed (whole frames).
+    pub fn now_ms(&self) -> u64 {
+        self.frames * FRAME_MS
+    }
+
+    /// Whether an utterance is open (confirmed or not).
+    pub fn in_utterance(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Feeds 16 kHz mono samples (any length) and appends the resulting events to `out`.
+    pub fn push(&mut self, samples_16k: &[f32], out: &mut Vec<SegmentEvent>) {
+        let mut rest = samples_16k;
+        if !self.pending.is_empty() {
+            let take = (FRAME_SAMPLES - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() < FRAME_SAMPLES {
+                return;
+            }
+            let frame = std::mem::take(&mut self.pending);
+            self.frame(&frame, out);
+            self.pending = frame;
+            self.pending.clear();
+        }
+        let mut chunks = rest.chunks_exact(FRAME_SAMPLES);
+        for frame in &mut chunks {
+            self.frame(frame, out);
+        }
+        self.pending.extend_from_slice(chunks.remainder());
+    }
+
+    /// Ends the stream: a trailing partial frame is zero-padded and processed, and an open
+    /// utterance with enough voice is closed (`SpeechEnd` + `Final`, not forced).
+    pub fn finish(&mut self, out: &mut Vec<SegmentEvent>) {
+        if !self.pending.is_empty() {
+            let mut frame = std::mem::take(&mut self.pending);
+            frame.resize(FRAME_SAMPLES, 0.0);
+            self.frame(&frame, out);
+        }
+        if let Some(open) = self.open.take() {
+            self.close(open, out);
+        }
+        self.run = 0;
+    }
+
+    /// Drops buffered audio before `ms`.
+    fn trim_to(&mut self, ms: u64) {
+        if ms <= self.audio_start_ms {
+            return;
+        }
+        let n = idx(self.audio_start_ms, ms).min(self.audio.len());
+        self.audio.drain(..n);
+        self.frame_energy
+            .drain(..(n / FRAME_SAMPLES).min(self.frame_energy.len()));
+        self.audio_start_ms = ms;
+    }
+
+    fn frame(&mut self, frame: &[f32], out: &mut Vec<SegmentEvent>) {
+        let v: VadFrame = self.vad.process_frame(frame);
+        self.audio.extend_from_slice(frame);
+        self.frame_energy.push(v.energy_dbfs);
+        self.frames += 1;
+        let now = self.now_ms();
+
+        let Some(open) = self.open.as_mut() else {
+            self.run = if v.voiced { self.run + 1 } else { 0 };
+            if self.run >= ONSET_FRAMES {
+                let voice_start_ms = now - self.run as u64 * FRAME_MS;
+                let start_ms = voice_start_ms
+                    .saturating_sub(self.cfg.pre_roll_ms)
+                    .max(self.last_end_ms)
+                    .max(self.audio_start_ms);
+                self.trim_to(start_ms);
+                self.open = Some(Open {
+                    start_ms,
+                    voice_start_ms,
+                    last_voiced_end_ms: now,
+                    confirmed: false,
+                    last_partial_ms: voice_start_ms,
+                });
+                self.run = 0;
+                self.after_voice(out);
+            } else {
+                // Idle: keep only what a pre-roll could need.
+                let keep = self.cfg.pre_roll_ms + ONSET_FRAMES as u64 * FRAME_MS;
+                self.trim_to(now.saturating_sub(keep));
+            }
+            return;
+        };
+
+        if v.voiced {
+            open.last_voiced_end_ms = now;
+        }
+        if now - open.last_voiced_end_ms >= self.cfg.endpoint_silence_ms {
+            if let Some(open) = self.open.take() {
+                self.close(open, out);
+            }
+            let keep = self.cfg.pre_roll_ms + ONSET_FRAMES as u64 * FRAME_MS;
+            self.trim_to(now.saturating_sub(keep));
+            return;
+        }
+        if now - open.start_ms >= self.cfg.max_utterance_ms {
+            self.force_cut(out);
+            return;
+        }
+        self.after_voice(out);
+    }
+
+    /// Confirmation and partials for the open utterance at the current frame.
+    fn after_voice(&mut self, out: &mut Vec<SegmentEvent>) {
+        let now = self.now_ms();
+        let min = self.cfg.min_utterance_ms;
+        let interval = self.cfg.partial_interval_ms;
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if !open.confirmed && open.last_voiced_end_ms - open.voice_start_ms >= min {
+            open.confirmed = true;
+            out.push(SegmentEvent::SpeechStart {
+                at_ms: open.voice_start_ms,
+            });
+        }
+        if open.confirmed && now - open.last_partial_ms >= interval {
+            open.last_partial_ms = now;
+            let (start_ms, a) = (open.start_ms, idx(self.audio_start_ms, open.start_ms));
+            out.push(SegmentEvent::Partial {
+                samples: Arc::from(&self.audio[a.min(self.audio.len())..]),
+                start_ms,
+                end_ms: now,
+            });
+        }
+    }
+
+    /// Emits the end of a (possibly unconfirmed) utterance and returns to idle.
+    fn close(&mut self, open: Open, out: &mut Vec<SegmentEvent>) {
+        let end_ms = open.last_voiced_end_ms;
+        if open.confirmed || end_ms - open.voice_start_ms >= self.cfg.min_utterance_ms {
+            if !open.confirmed {
+                out.push(SegmentEvent::SpeechStart {
+                    at_ms: open.voice_start_ms,
+                });
+            }
+            let (a, b) = (
+                idx(self.audio_start_ms, open.start_ms),
+                idx(self.audio_start_ms, end_ms).min(self.audio.len()),
+            );
+            out.push(SegmentEvent::SpeechEnd { at_ms: end_ms });
+            out.push(SegmentEvent::Final {
+                samples: Arc::from(&self.audio[a.min(b)..b]),
+                start_ms: open.start_ms,
+                end_ms,
+                forced: false,
+            });
+            self.last_end_ms = end_ms;
+        }
+    }
+
+    /// Cuts the open utterance at the quietest frame of its last second of voice and continues
+    /// the rest as a new, already confirmed utterance.
+    fn force_cut(&mut self, out: &mut Vec<SegmentEvent>) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        // Candidate cut points: frame ends within the last second, not after the last voice
+        // (the remainder must hold voice) and leaving at least a frame on each side.
+        let hi = open.last_voiced_end_ms.max(open.start_ms + FRAME_MS);
+        let lo = hi
+            .saturating_sub(FORCE_CUT_SEARCH_MS)
+            .max(open.start_ms + FRAME_MS);
+        let mut cut_ms = hi;
+        let mut quietest = f32::INFINITY;
+        let mut t = lo;
+        while t <= hi {
+            // The frame ending at `t`.
+            let i = ((t - self.audio_start_ms) / FRAME_MS) as usize;
+            if let Some(&e) = i.checked_sub(1).and_then(|i| self.frame_energy.get(i)) {
+                if e < quietest {
+                    quietest = e;
+                    cut_ms = t;
+                }
+            }
+            t += FRAME_MS;
+        }
+        let (a, b) = (
+            idx(self.audio_start_ms, open.start_ms),
+            idx(self.audio_start_ms, cut_ms).min(self.audio.len()),
+        );
+        if !open.confirmed {
+            open.confirmed = true;
+            out.push(SegmentEvent::SpeechStart {
+                at_ms: open.voice_start_ms,
+            });
+        }
+        out.push(SegmentEvent::Final {
+            samples: Arc::from(&self.audio[a.min(b)..b]),
+            start_ms: open.start_ms,
+            end_ms: cut_ms,
+            forced: true,
+        });
+        open.start_ms = cut_ms;
+        open.voice_start_ms = cut_ms;
+        open.last_voiced_end_ms = open.last_voiced_end_ms.max(cut_ms);
+        open.last_partial_ms = cut_ms;
+        self.last_end_ms = cut_ms;
+        self.trim_to(cut_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests;

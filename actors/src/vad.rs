@@ -68,7 +68,7 @@ const NOISE_FLOOR_PER_BIN: f32 = 1.2e-5;
 const SNR_CLIP_DB: f32 = 30.0;
 /// Mean band SNR that starts voice; tuned on espeak-ng and LJSpeech speech against white/pink
 /// noise, tones and hum (tests below, evaluation in `benches/README.md`).
-pub const SCORE_ON_DB: f32 = 4.0;
+pub const SCORE_ON_DB: f32 = 3.5;
 /// Mean band SNR that keeps voice on once it is on (hysteresis for soft endings).
 pub const SCORE_OFF_DB: f32 = 2.5;
 /// A band counts as active at this SNR.

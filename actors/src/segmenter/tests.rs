@@ -1,0 +1,329 @@
+//! Segmenter tests on espeak-ng speech with generated noise (helpers shared with the VAD tests).
+
+use super::*;
+use crate::vad::tests::{mix_at, pink, rms_dbfs, speech_clip, tones, white, SR};
+use proptest::prelude::*;
+
+fn run(x: &[f32], cfg: SegmenterConfig) -> Vec<SegmentEvent> {
+    let mut s = Segmenter::new(cfg);
+    let mut out = Vec::new();
+    s.push(x, &mut out);
+    s.finish(&mut out);
+    out
+}
+
+fn finals(events: &[SegmentEvent]) -> Vec<(u64, u64, bool, usize)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::Final {
+                samples,
+                start_ms,
+                end_ms,
+                forced,
+            } => Some((*start_ms, *end_ms, *forced, samples.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Speech span of a clean clip placed at `at_s`: first and last 20 ms frame above -40 dBFS,
+/// in ms on the mixed signal's clock.
+fn speech_span(clip: &[f32], at_s: f32) -> (u64, u64) {
+    let loud: Vec<usize> = clip
+        .chunks_exact(FRAME_SAMPLES)
+        .enumerate()
+        .filter(|(_, f)| rms_dbfs(f) > -40.0)
+        .map(|(i, _)| i)
+        .collect();
+    let base = (at_s * 1000.0) as u64;
+    (
+        base + loud[0] as u64 * 20,
+        base + (loud[loud.len() - 1] as u64 + 1) * 20,
+    )
+}
+
+/// Longest run of frames under -40 dBFS inside the clip's speech span, in ms.
+fn longest_inner_gap(clip: &[f32]) -> u64 {
+    let quiet: Vec<bool> = clip
+        .chunks_exact(FRAME_SAMPLES)
+        .map(|f| rms_dbfs(f) <= -40.0)
+        .collect();
+    let first = quiet.iter().position(|q| !q).unwrap();
+    let last = quiet.iter().rposition(|q| !q).unwrap();
+    let (mut best, mut cur) = (0, 0);
+    for &q in &quiet[first..=last] {
+        cur = if q { cur + 1 } else { 0 };
+        best = best.max(cur);
+    }
+    best * 20
+}
+
+/// Two sentences with a 1.5 s pause between them, in quiet pink noise (-60 dBFS).
+fn two_sentences() -> (Vec<f32>, (u64, u64), (u64, u64)) {
+    let a = speech_clip("speech_a_8k_mulaw.wav");
+    let b = speech_clip("speech_b_8k_mulaw.wav");
+    let span_a = speech_span(&a, 1.0);
+    let at_b = span_a.1 as f32 / 1000.0 + 1.5;
+    let span_b_rel = speech_span(&b, 0.0);
+    let at_b = at_b - span_b_rel.0 as f32 / 1000.0; // b's speech starts 1.5 s after a's ends
+    let span_b = speech_span(&b, at_b);
+    let mut x = pink(((at_b + 5.0) * SR) as usize, -60.0, 21);
+    mix_at(&mut x, &a, 1.0);
+    mix_at(&mut x, &b, at_b);
+    (x, span_a, span_b)
+}
+
+#[test]
+fn clips_have_no_pause_long_enough_to_end_an_utterance() {
+    // Precondition of the tests below: each clip is one utterance at the default endpoint.
+    for clip in ["speech_a_8k_mulaw.wav", "speech_b_8k_mulaw.wav"] {
+        let gap = longest_inner_gap(&speech_clip(clip));
+        assert!(gap < 300, "{clip}: inner pause {gap} ms");
+    }
+}
+
+#[test]
+fn silence_and_noise_give_no_events() {
+    let cfg = SegmenterConfig::default();
+    assert!(run(&vec![0.0; 160_000], cfg.clone()).is_empty());
+    assert!(run(&white(160_000, -30.0, 22), cfg.clone()).is_empty());
+    assert!(run(&pink(160_000, -20.0, 23), cfg.clone()).is_empty());
+    assert!(run(&tones(160_000, &[(440.0, 0.2), (480.0, 0.2)]), cfg).is_empty());
+}
+
+#[test]
+fn short_blips_are_dropped_without_events() {
+    let mut x = white(80_000, -65.0, 24);
+    // A 100 ms broadband burst (a knock) and a 160 ms one: voiced, but under min_utterance_ms.
+    mix_at(&mut x, &white(1_600, -20.0, 25), 1.0);
+    mix_at(&mut x, &white(2_560, -20.0, 26), 3.0);
+    assert!(run(&x, SegmenterConfig::default()).is_empty());
+}
+
+#[test]
+fn two_sentences_with_a_pause_give_two_finals_with_sensible_boundaries() {
+    let (x, span_a, span_b) = two_sentences();
+    let events = run(&x, SegmenterConfig::default());
+    let f = finals(&events);
+    assert_eq!(f.len(), 2, "{f:?}");
+    for ((start, end, forced, len), (s, e)) in f.iter().zip([span_a, span_b]) {
+        assert!(!forced);
+        // Start: the pre-roll (200 ms) before the first voiced frame, which is at most
+        // 100 ms before or 60 ms after the reference onset (soft onsets, 2-frame confirmation).
+        assert!(
+            *start + 300 >= s && *start <= s,
+            "start {start} vs speech {s}"
+        );
+        // End: at the last voiced frame, within 100 ms before / 200 ms after the reference.
+        assert!(
+            *end + 100 >= e && *end <= e + 200,
+            "end {end} vs speech {e}"
+        );
+        assert_eq!(
+            *len as u64,
+            (end - start) * 16,
+            "samples cover [start, end)"
+        );
+    }
+    // Events come in order: start, (partials), end, final — per utterance.
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::SpeechStart { .. } => Some("start"),
+            SegmentEvent::SpeechEnd { .. } => Some("end"),
+            SegmentEvent::Final { .. } => Some("final"),
+            SegmentEvent::Partial { .. } => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["start", "end", "final", "start", "end", "final"]);
+    // Voice start/end events agree with the finals (start = first voiced frame, after pre-roll).
+    let starts: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::SpeechStart { at_ms } => Some(*at_ms),
+            _ => None,
+        })
+        .collect();
+    let ends: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::SpeechEnd { at_ms } => Some(*at_ms),
+            _ => None,
+        })
+        .collect();
+    for i in 0..2 {
+        assert_eq!(starts[i], f[i].0 + 200, "pre-roll is 200 ms");
+        assert_eq!(ends[i], f[i].1);
+    }
+}
+
+#[test]
+fn final_samples_are_the_input_at_those_times() {
+    let (x, _, _) = two_sentences();
+    for e in run(&x, SegmenterConfig::default()) {
+        if let SegmentEvent::Final {
+            samples,
+            start_ms,
+            end_ms,
+            ..
+        }
+        | SegmentEvent::Partial {
+            samples,
+            start_ms,
+            end_ms,
+        } = e
+        {
+            let (a, b) = (start_ms as usize * 16, end_ms as usize * 16);
+            assert_eq!(&samples[..], &x[a..b]);
+        }
+    }
+}
+
+#[test]
+fn partials_come_about_every_second_while_an_utterance_is_open() {
+    let (x, _, _) = two_sentences();
+    let events = run(&x, SegmenterConfig::default());
+    let mut open: Option<u64> = None; // voice start of the open utterance
+    let mut bounds = Vec::new(); // (partials seen, voice start, final end) per utterance
+    let mut last_partial_end = 0;
+    let mut partials = 0;
+    for e in &events {
+        match e {
+            SegmentEvent::SpeechStart { at_ms } => {
+                open = Some(*at_ms);
+                last_partial_end = *at_ms;
+            }
+            SegmentEvent::Partial {
+                start_ms, end_ms, ..
+            } => {
+                let voice = open.expect("partial outside an utterance");
+                assert_eq!(*start_ms, voice - 200);
+                assert_eq!(end_ms - last_partial_end, 1_000, "partial cadence");
+                last_partial_end = *end_ms;
+                partials += 1;
+            }
+            SegmentEvent::Final { end_ms, .. } => {
+                assert!(last_partial_end <= *end_ms + 400);
+                bounds.push((partials, open.take().unwrap(), *end_ms));
+                partials = 0;
+            }
+            SegmentEvent::SpeechEnd { .. } => {}
+        }
+    }
+    // One per whole second from voice start until the utterance closed (endpoint after end).
+    assert_eq!(bounds.len(), 2);
+    for (n, voice, end) in bounds {
+        assert!(
+            n >= (end - voice) / 1_000 && n <= (end + 400 - voice) / 1_000,
+            "{n} partials"
+        );
+        assert!(n >= 2);
+    }
+}
+
+#[test]
+fn long_speech_is_force_cut_at_a_quiet_frame() {
+    let a = speech_clip("speech_a_8k_mulaw.wav");
+    let b = speech_clip("speech_b_8k_mulaw.wav");
+    // Sentences back to back (100 ms apart, under the endpoint) for ~24 s.
+    let mut x = white(30 * 16_000, -60.0, 27);
+    let (sa, sb) = (speech_span(&a, 0.0), speech_span(&b, 0.0));
+    let mut t = 1.0f32;
+    let mut k = 0;
+    while t < 24.0 {
+        let (clip, span) = if k % 2 == 0 { (&a, sa) } else { (&b, sb) };
+        let at = t - span.0 as f32 / 1000.0;
+        mix_at(&mut x, clip, at);
+        t = at + span.1 as f32 / 1000.0 + 0.1;
+        k += 1;
+    }
+    let events = run(&x, SegmenterConfig::default());
+    let f = finals(&events);
+    assert!(f.len() >= 2, "{f:?}");
+    let (start, end, forced, _) = f[0];
+    assert!(forced, "{f:?}");
+    let len = end - start;
+    assert!(
+        (14_000..=15_000).contains(&len),
+        "forced cut after {len} ms"
+    );
+    // The cut is at the quietest frame of the last second: a pause, not mid-vowel.
+    let cut_frame = &x[(end as usize - 20) * 16..end as usize * 16];
+    assert!(
+        rms_dbfs(cut_frame) < -35.0,
+        "cut in a loud frame: {} dBFS",
+        rms_dbfs(cut_frame)
+    );
+    // The next utterance continues exactly where the cut was.
+    assert_eq!(f[1].0, end);
+    assert!(f.iter().all(|(s, e, _, _)| e - s <= 15_000));
+    // Voice did not stop at the cut: one SpeechStart and one SpeechEnd for the whole stretch.
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, SegmentEvent::SpeechStart { .. }))
+        .count();
+    let ends = events
+        .iter()
+        .filter(|e| matches!(e, SegmentEvent::SpeechEnd { .. }))
+        .count();
+    assert_eq!((starts, ends), (1, 1), "{events:?}");
+}
+
+#[test]
+fn finish_closes_an_open_utterance_and_config_is_honoured() {
+    let a = speech_clip("speech_a_8k_mulaw.wav");
+    let mut x = white(16_000, -60.0, 28);
+    x.extend_from_slice(&a[..a.len() / 2]); // cut off mid-sentence
+    let events = run(&x, SegmenterConfig::default());
+    let f = finals(&events);
+    assert_eq!(f.len(), 1);
+    assert!(!f[0].2);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SegmentEvent::SpeechEnd { .. })));
+
+    // A longer endpoint keeps two sentences 1.5 s apart in one utterance; a short max cuts more.
+    let (x, _, _) = two_sentences();
+    let long = SegmenterConfig {
+        endpoint_silence_ms: 2_000,
+        ..Default::default()
+    };
+    assert_eq!(finals(&run(&x, long)).len(), 1);
+    let short = SegmenterConfig {
+        max_utterance_ms: 2_000,
+        ..Default::default()
+    };
+    let f = finals(&run(&x, short));
+    assert!(f.len() >= 4 && f.iter().any(|x| x.2), "{f:?}");
+    assert!(f.iter().all(|(s, e, _, _)| e - s <= 2_000));
+    let no_partials = SegmenterConfig {
+        partial_interval_ms: 60_000,
+        ..Default::default()
+    };
+    assert!(!run(&x, no_partials)
+        .iter()
+        .any(|e| matches!(e, SegmentEvent::Partial { .. })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn chunk_size_does_not_change_the_result(
+        chunks in proptest::collection::vec(1usize..2_000, 1..30),
+    ) {
+        let (x, _, _) = two_sentences();
+        let whole = run(&x, SegmenterConfig::default());
+        let mut s = Segmenter::new(SegmenterConfig::default());
+        let mut out = Vec::new();
+        let (mut pos, mut i) = (0, 0);
+        while pos < x.len() {
+            let n = chunks[i % chunks.len()].min(x.len() - pos);
+            s.push(&x[pos..pos + n], &mut out);
+            pos += n;
+            i += 1;
+        }
+        s.finish(&mut out);
+        prop_assert_eq!(out, whole);
+    }
+}
