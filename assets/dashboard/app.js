@@ -29,9 +29,13 @@ const HINTS_KEPT = 100;
 const TOP_CONTRIBUTIONS = 5;
 // An ended call stays in the table (greyed) this long so a supervisor sees how it ended.
 const ENDED_LINGER_MS = 120000;
-// While a live call is open, its REST record is re-read this often to pick up hint feedback,
-// which the overlay sends to the server rather than to the dashboard.
-const DETAIL_REFRESH_MS = 5000;
+// While a live call is open and some of its hints have no feedback yet, its REST record is
+// re-read this often to pick the feedback up (the overlay sends it to the server, not to the
+// live feed). Each read is an audited transcript read, so not more often than a supervisor
+// would notice the difference.
+const DETAIL_REFRESH_MS = 10000;
+// Calls per history page (the API allows 1..=200).
+const HISTORY_PAGE = 100;
 // Rows re-sort at most this often when the order depends on live values (alerts, score), so the
 // table does not jump under the supervisor's pointer on every event.
 const RESORT_EVERY_TICKS = 5;
@@ -427,9 +431,9 @@ function openCall(id) {
   renderDetail(c);
   renderRow(c);
   document.getElementById('detail-title').focus?.();
-  refreshDetail();
+  refreshDetail(true);
   clearInterval(detailTimer);
-  detailTimer = setInterval(refreshDetail, DETAIL_REFRESH_MS);
+  detailTimer = setInterval(() => refreshDetail(false), DETAIL_REFRESH_MS);
 }
 
 function closeCall() {
@@ -604,28 +608,26 @@ function renderHints(list, hints, feedback) {
   }));
 }
 
-/// Reads the call's REST record for hint feedback (and anything the live stream missed).
-async function refreshDetail() {
+/// Reads the call's REST record for hint feedback, when some hint is still without it.
+async function refreshDetail(force) {
   const id = selected;
-  if (!id) return;
+  const open = id && calls.get(id);
+  if (!open) return;
+  if (!force && !open.hints.some((hn) => !open.feedback.has(hn.id))) return;
   const res = await api(`/v1/calls/${encodeURIComponent(id)}`);
   const c = calls.get(id);
   if (!c || !res.ok) return;
   for (const hn of res.body.hints || []) {
     const useful = feedbackOf(hn);
-    if (useful !== undefined) c.feedback.set(String(hn.id ?? hn.hint_id), useful);
+    if (useful !== undefined) c.feedback.set(String(hn.id), useful);
   }
   dirty.add(id);
   scheduleRender();
 }
 
+/// A stored hint's feedback: true (useful), false (dismissed), undefined (none yet).
 function feedbackOf(hn) {
-  if (typeof hn.useful === 'boolean') return hn.useful;
-  if (typeof hn.feedback === 'boolean') return hn.feedback;
-  if (hn.feedback && typeof hn.feedback.useful === 'boolean') return hn.feedback.useful;
-  if (hn.feedback === 'useful') return true;
-  if (hn.feedback === 'dismissed' || hn.feedback === 'not_useful') return false;
-  return undefined;
+  return typeof hn.useful === 'boolean' ? hn.useful : undefined;
 }
 
 async function sendWhisper(ev) {
@@ -675,52 +677,50 @@ function onUnauthorized() {
 
 // ---- history --------------------------------------------------------------------------------
 
-function listOf(body, ...keys) {
-  if (Array.isArray(body)) return body;
-  for (const k of keys) if (body && Array.isArray(body[k])) return body[k];
-  return [];
-}
-
 function denied(res, what) {
   if (res.status === 403) return `Your role (${claims?.role || 'unknown'}) cannot see ${what}.`;
   if (res.status === 404) return `No such ${what}.`;
   return `Could not load ${what}: ${res.message}.`;
 }
 
-async function loadHistory() {
+let historyRows = [];
+
+/// `GET /v1/calls` (newest first, paged by `before`), or a lead's calls when the lead filter is
+/// set; the agent filter narrows the page in the browser (the API pages by time only).
+async function loadHistory(more = false) {
   const form = document.getElementById('history-filter');
-  const q = new URLSearchParams();
-  for (const [k, v] of new FormData(form)) if (String(v).trim()) q.set(k, String(v).trim());
-  q.set('limit', '100');
+  const agent = form.elements.agent_id.value.trim();
+  const lead = form.elements.lead_id.value.trim();
+  const q = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+  if (more && historyRows.length) q.set('before', historyRows[historyRows.length - 1].started_at);
+  const path = lead ? `/v1/leads/${encodeURIComponent(lead)}/calls?${q}` : `/v1/calls?${q}`;
   const notice = document.getElementById('history-notice');
-  const res = await api(`/v1/calls?${q}`);
+  const res = await api(path);
   const body = document.getElementById('history-body');
   if (!res.ok) {
-    notice.textContent = denied(res, 'the call history');
+    notice.textContent = denied(res, lead ? `the calls of lead ${lead}` : 'the call history');
     notice.hidden = false;
     body.replaceChildren();
     return;
   }
   notice.hidden = true;
-  const rows = listOf(res.body, 'calls', 'items', 'data');
+  const page = Array.isArray(res.body) ? res.body : [];
+  historyRows = more ? historyRows.concat(page) : page;
+  document.getElementById('history-more').hidden = page.length < HISTORY_PAGE;
+  const rows = agent ? historyRows.filter((r) => r.agent_id === agent) : historyRows;
   body.replaceChildren(...rows.map((r) => {
-    const id = r.call_id || r.id;
     const started = Date.parse(r.started_at);
     const ended = Date.parse(r.ended_at);
-    const dur = Number.isFinite(r.duration_ms) ? r.duration_ms
-      : Number.isFinite(started) && Number.isFinite(ended) ? ended - started : null;
-    const score = Number.isFinite(r.score) ? r.score : Number.isFinite(r.final_score) ? r.final_score : null;
-    const link = h('a', { href: `#/history/${encodeURIComponent(id)}` },
-      Number.isFinite(started) ? new Date(started).toLocaleString() : id);
-    return h('tr', {},
+    const link = h('a', { href: `#/history/${encodeURIComponent(r.id)}` },
+      Number.isFinite(started) ? new Date(started).toLocaleString() : r.id);
+    return h('tr', { 'data-call': r.id },
       h('td', {}, link),
       h('td', {}, r.agent_id || '–'),
       h('td', {}, r.lead_id || '–'),
-      h('td', { class: 'num mono' }, dur === null ? (r.ended_at ? '–' : 'live') : fmtDuration(dur)),
-      h('td', { class: 'num' }, score === null ? '–' : String(Math.round(score * 100))),
-      h('td', {}, r.outcome || r.stage || r.end_reason || '–'));
+      h('td', { class: 'num mono' }, Number.isFinite(ended) ? fmtDuration(ended - started) : 'live'),
+      h('td', {}, r.end_reason || (r.ended_at ? 'ended' : 'in progress')));
   }));
-  if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, 'No calls match.')));
+  if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No calls match.')));
 }
 
 async function loadHistoryCall(id) {
@@ -734,27 +734,40 @@ async function loadHistoryCall(id) {
     return;
   }
   notice.hidden = true;
-  const b = res.body;
-  const call = b.call || b;
-  document.getElementById('hd-title').textContent = `${call.agent_id || 'Agent'} — call ${String(call.id || call.call_id || id).slice(0, 8)}`;
+  const { call, utterances = [], hints = [] } = res.body;
+  if (!call) return;
+  document.getElementById('hd-title').textContent = `${call.agent_id} — call ${call.id.slice(0, 8)}`;
   const started = Date.parse(call.started_at);
   const ended = Date.parse(call.ended_at);
+  const talk = call.talk_stats;
   document.getElementById('hd-sub').textContent = [
     `lead ${call.lead_id || '–'}`,
     Number.isFinite(started) ? new Date(started).toLocaleString() : '',
-    Number.isFinite(started) && Number.isFinite(ended) ? fmtDuration(ended - started) : '',
+    Number.isFinite(ended) ? `${fmtDuration(ended - started)} (${call.end_reason || 'ended'})` : 'in progress',
+    talk && Number.isFinite(talk.agent_share) ? `agent talk ${fmtPct(talk.agent_share)}` : '',
   ].filter(Boolean).join(' · ');
 
-  const utts = listOf(b, 'utterances', 'transcript');
-  document.getElementById('hd-transcript').replaceChildren(...(utts.length
-    ? utts.map((u) => transcriptLine({ ...u, id: u.utterance_id ?? u.id ?? u.seq, final: true }))
+  document.getElementById('hd-transcript').replaceChildren(...(utterances.length
+    ? utterances.map((u) => transcriptLine({ ...u, id: u.seq, final: true }))
     : [h('li', { class: 'muted' }, 'No transcript stored.')]));
 
-  const hints = listOf(b, 'hints').map((hn) => ({ ...hn, id: String(hn.id ?? hn.hint_id), feedback: feedbackOf(hn) }));
-  renderHints(document.getElementById('hd-hints'), hints, new Map());
+  renderHints(document.getElementById('hd-hints'), hints.map((hn) => ({ ...hn, feedback: feedbackOf(hn) })), new Map());
 
-  const scores = listOf(b, 'score_timeline', 'scores', 'score_events');
-  document.getElementById('hd-score').replaceChildren(scoreChart(scores));
+  // The score timeline is the lead's score history, narrowed to this call.
+  const scoreBox = document.getElementById('hd-score');
+  if (!call.lead_id) {
+    scoreBox.replaceChildren(h('p', { class: 'muted' }, 'This call has no lead, so no score.'));
+  } else {
+    const sres = await api(`/v1/leads/${encodeURIComponent(call.lead_id)}/scores?limit=200`);
+    if (!sres.ok) {
+      scoreBox.replaceChildren(h('p', { class: 'muted' }, denied(sres, 'the score history')));
+    } else {
+      const events = (Array.isArray(sres.body) ? sres.body : [])
+        .filter((e) => e.call_id === call.id)
+        .reverse(); // the API answers newest first
+      scoreBox.replaceChildren(scoreChart(events));
+    }
+  }
   box.hidden = false;
 }
 
@@ -764,7 +777,7 @@ function scoreChart(all) {
   if (!points.length) return h('p', { class: 'muted' }, 'No score updates stored.');
   const W = 420; const H = 120; const P = 30;
   const ts = points.map((p, i) => {
-    const t = Number.isFinite(p.at_ms) ? p.at_ms : Date.parse(p.at || p.created_at);
+    const t = Date.parse(p.created_at);
     return Number.isFinite(t) ? t : i;
   });
   const t0 = Math.min(...ts); const t1 = Math.max(...ts, t0 + 1);
@@ -899,6 +912,7 @@ function init() {
   document.getElementById('whisper-form').addEventListener('submit', sendWhisper);
   document.getElementById('sort').addEventListener('change', () => { orderDirty = true; scheduleRender(); });
   document.getElementById('history-filter').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(); });
+  document.getElementById('history-more').addEventListener('click', () => loadHistory(true));
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && selected && !document.getElementById('detail').hidden) closeCall();
   });
