@@ -66,8 +66,8 @@ pub enum ScorerError {
     NotLive(String),
 }
 
-/// Where a lead came from. Named values of the `source=` one-hot features; `Other` is the
-/// baseline (all source features 0).
+/// Where a lead came from: the `source=` one-hot features (exactly one of them is 1). The
+/// default weights keep `other` at 0, the baseline the others are measured against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadSource {
@@ -160,7 +160,7 @@ pub enum Feature {
 
 impl Feature {
     /// Every feature, in the order of [`Scorer`]'s weight array.
-    pub const ALL: [Feature; 16] = [
+    pub const ALL: [Feature; 17] = [
         Feature::SentimentLevel,
         Feature::SentimentTrend,
         Feature::BuyingSignals,
@@ -177,6 +177,7 @@ impl Feature {
         Feature::Source(LeadSource::Event),
         Feature::Source(LeadSource::PaidAds),
         Feature::Source(LeadSource::ColdList),
+        Feature::Source(LeadSource::Other),
     ];
 
     pub const fn name(self) -> &'static str {
@@ -364,7 +365,7 @@ impl ScoreUpdate {
     }
 }
 
-/// Weights resolved against [`Feature::ALL`]; scoring is a 16-term dot product.
+/// Weights resolved against [`Feature::ALL`]; scoring is a 17-term dot product.
 #[derive(Debug, Clone)]
 pub struct Scorer {
     intercept: f64,

@@ -173,9 +173,9 @@ pub struct Transition {
 
 /// Score thresholds that move a lead (configurable in the weights file or the server config).
 ///
-/// Defaults: `engaged` 0.35 is about 3× the base rate the default intercept encodes (≈ 0.12, the
-/// share of won leads in typical B2B funnels and the 11 % "yes" rate of the UCI bank-marketing
-/// calls); `qualified` 0.60 is "more likely than not" with a margin, the point at which sales
+/// Defaults: `engaged` 0.35 is about 3× the base rate the default intercept encodes (0.109, the
+/// 10.9 % "yes" rate of the UCI bank-marketing calls, about the share of won leads in B2B
+/// funnels); `qualified` 0.60 is "more likely than not" with a margin, the point at which sales
 /// teams hand a lead to an account executive; `nurture_below` 0.15 sits just above the base
 /// rate, so a call that showed nothing beyond the prior sends the lead to nurture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

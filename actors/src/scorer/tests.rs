@@ -61,9 +61,9 @@ fn bad_weights_files_are_rejected_with_a_reason() {
         Err(ScorerError::Format(_))
     ));
 
-    let text = base
-        .to_json_pretty()
-        .replace("\"intercept\": -2.0", "\"intercept\": \"x\"");
+    let mut value = serde_json::to_value(&base).unwrap();
+    value["intercept"] = serde_json::json!("x");
+    let text = value.to_string();
     assert!(matches!(
         Weights::from_json(&text),
         Err(ScorerError::Parse(_))
@@ -126,7 +126,7 @@ fn scores_order_leads_the_way_sales_practice_does() {
     let quiet = CallSignals::default();
     let base = scorer.score(&lead(LeadSource::Other), &quiet).score;
     assert!(
-        (base - sigmoid(-2.0)).abs() < 1e-12,
+        (base - sigmoid(-2.1)).abs() < 1e-12,
         "no signal scores the base rate"
     );
     assert!(scorer.score(&lead(LeadSource::Referral), &quiet).score > base);
