@@ -23,7 +23,7 @@ pub use analyzer::{Analyzer, MAX_TEXT_BYTES};
 
 use crate::event::SentimentScore;
 use crate::metrics;
-use actix::{Actor, Context, Handler, Message, MessageResult};
+use actix::{Actor, ActorContext, Context, Handler, Message, MessageResult};
 use lru::LruCache;
 use prometheus::{Histogram, IntCounter};
 use std::collections::VecDeque;
@@ -162,8 +162,20 @@ impl Actor for SentimentActor {
 impl Handler<Analyze> for SentimentActor {
     type Result = MessageResult<Analyze>;
 
-    fn handle(&mut self, msg: Analyze, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.analyze(&msg.text))
+    fn handle(&mut self, msg: Analyze, ctx: &mut Self::Context) -> Self::Result {
+        // actix does not recover a panicking handler. The analyser is not expected to panic (a
+        // property test feeds it arbitrary text), but if it does the cache may be half-updated:
+        // drop it, stop so the supervisor restarts the actor behind the same mailbox, and answer
+        // neutral rather than leave the caller without a reply.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.analyze(&msg.text))) {
+            Ok(score) => MessageResult(score),
+            Err(_) => {
+                tracing::error!("panic in sentiment analysis; clearing the cache and restarting");
+                self.cache.clear();
+                ctx.stop();
+                MessageResult(SentimentScore::default())
+            }
+        }
     }
 }
 
