@@ -206,6 +206,20 @@ impl Segmenter {
         self.run = 0;
     }
 
+    /// Drops the open utterance and all buffered audio and starts voice detection afresh, keeping
+    /// the audio clock. For recovery after a panic elsewhere in the call: no `SpeechEnd` or
+    /// `Final` is sent for the dropped utterance, so the caller closes what it had opened.
+    pub fn reset(&mut self) {
+        let now = self.now_ms();
+        self.vad = Vad::new();
+        self.open = None;
+        self.run = 0;
+        self.audio.clear();
+        self.frame_energy.clear();
+        self.audio_start_ms = now;
+        self.last_end_ms = now;
+    }
+
     /// Drops buffered audio before `ms`.
     fn trim_to(&mut self, ms: u64) {
         if ms <= self.audio_start_ms {

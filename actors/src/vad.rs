@@ -69,8 +69,11 @@ const SNR_CLIP_DB: f32 = 30.0;
 /// Mean band SNR that starts voice; tuned on espeak-ng and LJSpeech speech against white/pink
 /// noise, tones and hum (tests below, evaluation in `benches/README.md`).
 pub const SCORE_ON_DB: f32 = 3.5;
-/// Mean band SNR that keeps voice on once it is on (hysteresis for soft endings).
-pub const SCORE_OFF_DB: f32 = 2.5;
+/// Mean band SNR that keeps voice on once it is on (hysteresis for soft endings). On the human
+/// speech evaluation (`benches/vad_eval.rs`) 2.5 → 1.5 dB raised frame recall at 10 dB white
+/// noise from 88.9 % to 92.1 % and cut word-final clipping (end error -200 → -60 ms) with no
+/// false alarms; noise alone sits under it only on average, so `ACTIVE` bands still gate it.
+pub const SCORE_OFF_DB: f32 = 1.5;
 /// A band counts as active at this SNR.
 pub const ACTIVE_BAND_DB: f32 = 6.0;
 /// An active band's excess over noise must be within this of the strongest band's: Hann window

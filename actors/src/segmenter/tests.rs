@@ -306,6 +306,32 @@ fn finish_closes_an_open_utterance_and_config_is_honoured() {
         .any(|e| matches!(e, SegmentEvent::Partial { .. })));
 }
 
+#[test]
+fn reset_drops_the_open_utterance_and_keeps_the_clock() {
+    let (x, _, span_b) = two_sentences();
+    let mut s = Segmenter::new(SegmenterConfig::default());
+    let mut out = Vec::new();
+    // Into the first sentence, reset, then the rest.
+    let cut = 2_000 * 16;
+    s.push(&x[..cut], &mut out);
+    assert!(s.in_utterance());
+    out.clear();
+    s.reset();
+    assert!(!s.in_utterance());
+    assert_eq!(s.now_ms(), 2_000);
+    s.push(&x[cut..], &mut out);
+    s.finish(&mut out);
+    let f = finals(&out);
+    // The rest of the first sentence may come back as its own utterance (the VAD relearns noise
+    // in its first frame); the second sentence is found at its time on the same clock.
+    let last = f.last().expect("second sentence");
+    assert!(
+        last.0 >= 2_000 && last.0 <= span_b.0 && last.1 + 100 >= span_b.1,
+        "{f:?}"
+    );
+    assert!(f.iter().all(|(start, ..)| *start >= 2_000));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]
