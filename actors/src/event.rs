@@ -53,7 +53,9 @@ impl std::str::FromStr for Track {
             "agent" => Ok(Track::Agent),
             "customer" => Ok(Track::Customer),
             "mixed" => Ok(Track::Mixed),
-            other => Err(format!("unknown track `{other}` (expected agent, customer or mixed)")),
+            other => Err(format!(
+                "unknown track `{other}` (expected agent, customer or mixed)"
+            )),
         }
     }
 }
@@ -324,7 +326,11 @@ mod tests {
 
     #[test]
     fn error_codes_serialise_as_their_stable_names() {
-        for code in [Code::BadMessage, Code::FrameTooLarge, Code::TranscriptionUnavailable] {
+        for code in [
+            Code::BadMessage,
+            Code::FrameTooLarge,
+            Code::TranscriptionUnavailable,
+        ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, code.as_str());
         }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: system packages, the Whisper model (cached under
+# ~/.cache/callcoach), the Rust tests (unit + integration against the real model, real sockets,
+# real SQLite and PostgreSQL), the browser tests in headless Chromium, and a fuzz smoke run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --bin callcoach
+target/release/callcoach models fetch
+# One profile for the binary and the tests: whisper.cpp and the deps are compiled once, and
+# tests that transcribe run at production speed.
+cargo test --release --workspace --no-fail-fast
+if [ -d tests/browser ] && [ "${CALLCOACH_SKIP_BROWSER:-0}" != 1 ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent && CALLCOACH_BIN="$PWD/../../target/release/callcoach" node --test)
+fi
