@@ -933,7 +933,7 @@ async fn writer_rides_out_a_database_outage() {
                 accepted.insert(seq);
             }
             Err(full) => {
-                assert_eq!(full.0, utt(seq), "the record comes back to the caller");
+                assert_eq!(*full.0, utt(seq), "the record comes back to the caller");
                 refused += 1;
             }
         }

@@ -138,10 +138,11 @@ impl CallRecord {
     }
 }
 
-/// The buffer was full (or the writer shut down); the record comes back to the caller.
+/// The buffer was full (or the writer shut down); the record comes back to the caller
+/// (boxed: a score change is a few hundred bytes and `Result<(), Full>` stays small).
 #[derive(Debug, thiserror::Error)]
 #[error("store writer buffer is full")]
-pub struct Full(pub CallRecord);
+pub struct Full(pub Box<CallRecord>);
 
 /// Handle to the writer task; cheap to clone, one per call actor if convenient.
 #[derive(Debug, Clone)]
@@ -186,11 +187,11 @@ impl StoreWriter {
             }
             Err(mpsc::error::TrySendError::Full(r)) => {
                 REFUSED.with_label_values(&["full"]).inc();
-                Err(Full(r))
+                Err(Full(Box::new(r)))
             }
             Err(mpsc::error::TrySendError::Closed(r)) => {
                 REFUSED.with_label_values(&["closed"]).inc();
-                Err(Full(r))
+                Err(Full(Box::new(r)))
             }
         }
     }
@@ -204,7 +205,7 @@ impl StoreWriter {
             }
             Err(mpsc::error::SendError(r)) => {
                 REFUSED.with_label_values(&["closed"]).inc();
-                Err(Full(r))
+                Err(Full(Box::new(r)))
             }
         }
     }

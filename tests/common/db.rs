@@ -3,6 +3,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`, names the server and an existing database to
 //! connect through).
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
 use callcoach::store::Store;
 use sqlx::{Connection, Executor, PgConnection};
 
