@@ -39,6 +39,9 @@ const HISTORY_PAGE = 100;
 // Rows re-sort at most this often when the order depends on live values (alerts, score), so the
 // table does not jump under the supervisor's pointer on every event.
 const RESORT_EVERY_TICKS = 5;
+// The pipeline re-sends `backlog` each time transcription falls behind and says nothing when it
+// catches up, so the alert shows for this long after the latest one (a few utterances' worth).
+const BACKLOG_ALERT_MS = 15000;
 // Score change under one point is shown as flat.
 const SCORE_FLAT = 0.01;
 
@@ -201,7 +204,8 @@ function applyEvent(c, ev) {
       break;
     case 'warning':
     case 'error':
-      c.warnings.set(ev.code || 'warning', ev.message || ev.code);
+      if (isResumed(ev)) c.warnings.delete('transcription_unavailable');
+      else c.warnings.set(ev.code || 'warning', { message: ev.message || ev.code, at: Date.now() });
       break;
     case 'ended':
       markEnded(c, ev.reason || 'ended');
@@ -233,6 +237,13 @@ function overdueItems(c) {
   return c.checklist.filter((i) => i && !i.done && Number.isFinite(i.due_ms) && now > i.due_ms);
 }
 
+/// Transcription came back: a `transcription_resumed` code, or the pipeline's current form, a
+/// `transcription_unavailable` warning whose message says it resumed.
+function isResumed(ev) {
+  return ev.code === 'transcription_resumed'
+    || (ev.code === 'transcription_unavailable' && /resumed/i.test(ev.message || ''));
+}
+
 function customerSeries(c) {
   return c.sentiment.customer.length ? c.sentiment.customer : c.sentiment.mixed;
 }
@@ -245,6 +256,7 @@ function currentSentiment(c) {
 
 function alertsOf(c) {
   const out = [];
+  if (c.ended) return out;
   const s = customerSeries(c);
   if (s.length) {
     const now = s[s.length - 1].trend;
@@ -254,7 +266,7 @@ function alertsOf(c) {
       out.push({ key: 'sentiment', text: 'Sentiment falling', level: 'warn' });
     }
   }
-  const overdue = c.ended ? [] : overdueItems(c);
+  const overdue = overdueItems(c);
   // Without checklist events, an important checklist hint is the only sign of a missed item.
   const overdueHint = !c.checklist.length && c.hints.some((hn) => hn.kind === 'checklist'
     && (hn.priority === 'high' || hn.priority === 'urgent'));
@@ -264,9 +276,10 @@ function alertsOf(c) {
   }
   const urgent = c.hints.length && c.hints[c.hints.length - 1].priority === 'urgent';
   if (urgent) out.push({ key: 'urgent', text: 'Urgent hint', level: 'bad' });
+  const backlog = c.warnings.get('backlog');
   if (c.warnings.has('transcription_unavailable')) {
     out.push({ key: 'asr', text: 'Transcripts paused', level: 'info' });
-  } else if (c.warnings.has('backlog')) {
+  } else if (backlog && Date.now() - backlog.at < BACKLOG_ALERT_MS) {
     out.push({ key: 'backlog', text: 'Transcripts delayed', level: 'info' });
   }
   return out;
@@ -400,8 +413,9 @@ function tick() {
       continue;
     }
     if (c.cells && !c.ended) c.cells.dur.textContent = durationText(c);
-    // A checklist deadline passes without any event: re-evaluate alerts of calls that have one.
-    if (!c.ended && c.checklist.some((i) => !i.done && Number.isFinite(i.due_ms))) {
+    // A checklist deadline passes, or a backlog alert runs out, without any event: re-evaluate
+    // the alerts of calls that have one.
+    if (!c.ended && (c.warnings.has('backlog') || c.checklist.some((i) => !i.done && Number.isFinite(i.due_ms)))) {
       dirty.add(c.id);
       scheduleRender();
     }
@@ -601,10 +615,10 @@ function renderHints(list, hints, feedback) {
     return h('li', { class: `hint prio-${hn.priority}` },
       h('div', { class: 'hint-top' },
         h('span', { class: 'at mono' }, fmtDuration(hn.at_ms)),
-        h('strong', {}, hn.title),
+        h('strong', {}, hn.kind === 'whisper' ? `Whisper: “${hn.body}”` : hn.title),
         h('span', { class: `badge prio-${hn.priority}` }, PRIORITY_WORD[hn.priority] || hn.priority),
         h('span', { class: `fb fb-${fbText.replace(' ', '-')}` }, fbText)),
-      hn.reason ? h('p', { class: 'reason' }, hn.reason) : '');
+      hn.reason && hn.kind !== 'whisper' ? h('p', { class: 'reason' }, hn.reason) : '');
   }));
 }
 

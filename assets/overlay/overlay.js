@@ -24,6 +24,9 @@ const USEFUL_LINGER_MS = 1200;
 const TALK_SHARE_LIMIT = 0.65;
 const PACE_HIGH_WPM = 180;
 const PACE_SCALE_WPM = 240;
+// The pipeline re-sends `backlog` each time transcription falls behind and says nothing when it
+// catches up, so the banner shows for this long after the latest one.
+const BACKLOG_BANNER_MS = 15000;
 // Feedback clicked while disconnected waits for the socket (at most this many answers).
 const FEEDBACK_QUEUE = 50;
 // The server answers feedback for a hint it has not stored yet (its store writes in batches)
@@ -47,6 +50,9 @@ let callId = null;
 let clockMs = 0; // call time (ms since the call started) last seen on an event ...
 let clockWall = 0; // ... and the Date.now() when it was seen
 let recentFeedback = []; // {msg, sentAt, tries}
+let transcriptsPaused = false;
+let backlogAt = 0; // Date.now() of the latest backlog warning
+let shuttingDown = false;
 let cards = []; // {hint, el, shownAt}
 const handled = new Set(); // hint ids the agent already answered: never show them again
 let pendingFeedback = [];
@@ -82,18 +88,24 @@ function onMessage(msg, at) {
       renderChecklist(Array.isArray(msg.items) ? msg.items : []);
       break;
     case 'warning':
-      if (msg.code === 'transcription_unavailable') {
-        showBanner('Transcripts paused — talk-time coaching continues.');
+      // The pipeline says "resumed" with the same code for now; a dedicated code is accepted too.
+      if (msg.code === 'transcription_resumed'
+        || (msg.code === 'transcription_unavailable' && /resumed/i.test(msg.message || ''))) {
+        transcriptsPaused = false;
+      } else if (msg.code === 'transcription_unavailable') {
+        transcriptsPaused = true;
       } else if (msg.code === 'backlog') {
-        showBanner('Transcripts running behind — hints may come late.');
+        backlogAt = Date.now();
       } else if (msg.code === 'shutting_down') {
-        showBanner('Server restarting — reconnecting…');
+        shuttingDown = true;
       }
+      renderBanner();
       break;
     case 'final':
       // A transcript arrived, so transcription is back.
       seeCallTime(msg.end_ms);
-      hideBanner();
+      transcriptsPaused = false;
+      renderBanner();
       break;
     case 'partial':
       seeCallTime(msg.end_ms);
@@ -120,7 +132,9 @@ function resetCall() {
   cards = [];
   renderMeters(null);
   renderChecklist([]);
-  hideBanner();
+  transcriptsPaused = false;
+  backlogAt = 0;
+  renderBanner();
   $('idle').hidden = false;
   $('clock').textContent = '';
 }
@@ -233,6 +247,7 @@ function expireCards() {
     }
   }
   if (callId) $('clock').textContent = fmtDuration(callNowMs());
+  renderBanner();
   if (callId && checklist.some((i) => !i.done && Number.isFinite(i.due_ms))) renderChecklist(checklist);
 }
 
@@ -283,13 +298,13 @@ function renderChecklist(items) {
 
 // ---- banners, connection --------------------------------------------------------------------
 
-function showBanner(text) {
-  $('banner').textContent = text;
-  $('banner').hidden = false;
-}
-
-function hideBanner() {
-  $('banner').hidden = true;
+function renderBanner() {
+  let text = '';
+  if (shuttingDown) text = 'Server restarting — reconnecting…';
+  else if (transcriptsPaused) text = 'Transcripts paused — talk-time coaching continues.';
+  else if (backlogAt && Date.now() - backlogAt < BACKLOG_BANNER_MS) text = 'Transcripts running behind — hints may come late.';
+  if ($('banner').textContent !== text) $('banner').textContent = text;
+  $('banner').hidden = !text;
 }
 
 function notice(text) {
@@ -310,6 +325,8 @@ function setConn(state, detail) {
     failures = 0;
     if (connProblem) notice('');
     connProblem = false;
+    shuttingDown = false;
+    renderBanner();
   } else if (state === 'retrying') {
     el.textContent = `reconnecting in ${Math.ceil(detail.delay / 1000)} s`;
     failures += 1;
