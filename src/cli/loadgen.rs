@@ -45,6 +45,10 @@ pub struct Args {
     pub max_ms: Option<u64>,
     #[arg(long, env = "CALLCOACH_TOKEN")]
     pub token: Option<String>,
+    /// Agent id of every call (default: one per call, `loadgen-agent-<k>`); an agent's own
+    /// token may only stream as that agent.
+    #[arg(long)]
+    pub agent_id: Option<String>,
     /// Server process to sample CPU and RSS of (same machine).
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -55,7 +59,7 @@ pub struct Args {
     #[arg(long)]
     pub no_metrics: bool,
     /// Gauge holding the transcription backlog (summed over labels).
-    #[arg(long, default_value = "callcoach_transcriber_queue_depth")]
+    #[arg(long, default_value = "callcoach_transcriber_queue_depth_jobs")]
     pub backlog_metric: String,
     /// Ramp the number of calls until final p95 crosses --threshold-ms or the backlog grows.
     #[arg(long)]
@@ -251,9 +255,7 @@ async fn level(
 ) -> Summary {
     eprintln!(
         "loadgen: {n} calls, {} protocol, {} ms of audio each, {} ms apart",
-        protocol_name(args.protocol),
-        prepared.audio_ms,
-        args.stagger_ms
+        args.protocol, prepared.audio_ms, args.stagger_ms
     );
     let probe = probe::Probe::start(args.server_pid, metrics_url, args.backlog_metric.clone());
     // Let the probe take its baseline (RSS before any call, first CPU reading).
@@ -267,7 +269,11 @@ async fn level(
         opts.call_id = format!("loadgen-{}-{k}", &run_id[..8]);
         opts.token = args.token.clone();
         opts.lead_id = Some(format!("loadgen-lead-{k}"));
-        opts.agent_id = Some(format!("loadgen-agent-{k}"));
+        opts.agent_id = Some(
+            args.agent_id
+                .clone()
+                .unwrap_or_else(|| format!("loadgen-agent-{k}")),
+        );
         opts.overlay = args.overlay;
         opts.realtime = true;
         let delay = Duration::from_millis(args.stagger_ms * k as u64);
@@ -333,13 +339,6 @@ fn error_class(e: &crate::client::ClientError) -> String {
         E::Connect { source, .. } => format!("connect: {source}"),
         E::ConnectTimeout { .. } => "connect timeout".into(),
         other => other.to_string(),
-    }
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Native => "native",
-        Protocol::Twilio => "twilio",
     }
 }
 

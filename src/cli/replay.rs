@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         *counts.entry(e.kind()).or_default() += 1;
     }
     eprintln!(
-        "replay: {} frames ({} ms of audio) over {:?}, {} events {:?}, end: {:?}{}",
+        "replay: {} frames ({} ms of audio) over {}, {} events {:?}, end: {:?}{}",
         outcome.frames_sent,
         outcome.frames_sent as u64 * replay::FRAME_MS,
         args.protocol,

@@ -2,13 +2,15 @@
 //! Twilio protocol and record every event the server sends back with its arrival time.
 //!
 //! Frames are prepared once ([`Prepared`], shareable between many simultaneous calls) and then
-//! streamed by [`replay`]. With `realtime`, frame `i` is due at `t0 + i × 20 ms / speed`;
-//! the deadline comes from the index, not from the previous send, so a late frame is followed
-//! by back-to-back frames until the stream is on schedule again and no drift accumulates.
+//! streamed by [`replay`]. With `realtime`, frame `i` (audio `[20 i, 20 i + 20)` ms) is due at
+//! `t0 + (i + 1) × 20 ms / speed`: when a live softphone would have captured its last sample,
+//! so measured latencies include the 20 ms packetisation a real call has. The deadline comes
+//! from the index, not from the previous send, so a late frame is followed by back-to-back
+//! frames until the stream is on schedule again and no drift accumulates.
 //!
-//! Arrival times (`t_ms`) count from `t0`, the moment the first audio frame is sent, which in
-//! real time is also audio time 0: an event that arrives at `t_ms` about an utterance that
-//! ended at audio time `end_ms` came `t_ms - end_ms` after the speech ended.
+//! Arrival times (`t_ms`) count from `t0`, which in real time is audio time 0: an event that
+//! arrives at `t_ms` about an utterance that ended at audio time `end_ms` came `t_ms - end_ms`
+//! after the speech ended.
 
 use super::audio::SourceAudio;
 use super::twilio::{self, StreamIds, TwilioTrack, TWILIO_SAMPLE_RATE};
@@ -39,6 +41,15 @@ pub enum Protocol {
     Native,
     /// `/v1/twilio/stream`: Twilio Media Streams JSON, μ-law 8 kHz, one message per track.
     Twilio,
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protocol::Native => "native",
+            Protocol::Twilio => "twilio",
+        })
+    }
 }
 
 /// Which channel of the recording is which speaker.
@@ -244,7 +255,8 @@ pub enum Source {
 /// One message from the server, as received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimedEvent {
-    /// Milliseconds since the first audio frame was sent (negative: before it).
+    /// Milliseconds since audio time 0 of the stream (20 ms before the first frame is sent in
+    /// real time; negative: before the stream started, e.g. `ready`).
     pub t_ms: i64,
     pub source: Source,
     /// The message as JSON (a non-JSON text is kept as `{"type":"_text","text":…}`).
@@ -309,7 +321,7 @@ pub struct ReplayOutcome {
     pub max_lateness_ms: u64,
     /// From the connect call to the socket being open.
     pub connect_ms: u64,
-    /// From the first frame to the end.
+    /// From audio time 0 to the end.
     pub elapsed_ms: u64,
 }
 
@@ -444,7 +456,7 @@ where
     let mut i = 0usize;
     let mut ended: Option<End> = None;
     while i < total {
-        let due = tokio::time::Instant::from_std(t0 + period.mul_f64(i as f64));
+        let due = tokio::time::Instant::from_std(t0 + period.mul_f64((i + 1) as f64));
         tokio::select! {
             biased;
             msg = ws.next() => match rec.take(msg, Source::Stream, &mut on_event) {
