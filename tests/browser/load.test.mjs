@@ -39,15 +39,18 @@ describe('dashboard with many live calls', { timeout: 10 * 60 * 1000 }, () => {
       name: 'load-server',
       extraEnv: ASR ? {} : { CALLCOACH_WHISPER_ENABLED: 'false' },
     });
-    const supervisor = mintToken(server, { role: 'supervisor', sub: 'sup-load', team: TEAM, tenant: TENANT });
+    // loadgen streams every call with one token for 50 different agents: a tenant admin's (an
+    // agent may only stream as itself, and supervisors do not ingest). Its calls declare no
+    // team, so the dashboard watches them with a tenant-wide (admin) token too.
+    const admin = mintToken(server, { role: 'admin', sub: 'admin-load', team: TEAM, tenant: TENANT });
     browser = await launchBrowser();
     const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 } });
     dash = await ctx.newPage();
-    await dash.goto(`${server.base}/?token=${supervisor}`);
+    await dash.goto(`${server.base}/?token=${admin}`);
     await waitFor(() => dash.locator('#conn.open').count(), { what: 'dashboard live socket' });
 
     const args = ['loadgen', '--url', server.ws, '--calls', String(CALLS), '--stagger-ms', String(STAGGER_MS),
-      '--max-ms', String(AUDIO_MS), '--token', supervisor, '--json', path.join(OUT, 'loadgen.json')];
+      '--max-ms', String(AUDIO_MS), '--token', admin, '--json', path.join(OUT, 'loadgen.json')];
     if (!ASR) args.push('--ingest-only');
     const log = fs.openSync(path.join(OUT, 'loadgen.stderr.log'), 'w');
     loadgen = spawn(binary(), args, { env: server.env, stdio: ['ignore', 'ignore', log] });
