@@ -323,7 +323,7 @@ impl Recorder {
         if let Err(Full(record)) = self.0.try_record(record) {
             let writer = self.0.clone();
             actix_web::rt::spawn(async move {
-                if let Err(Full(record)) = writer.record(record).await {
+                if let Err(Full(record)) = writer.record(*record).await {
                     tracing::error!(
                         kind = record.kind(),
                         "store writer closed; record not stored"

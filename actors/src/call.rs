@@ -57,8 +57,10 @@ const FINAL_PANIC_RETRIES: u8 = 1;
 const CIRCUIT_FAILURES: u32 = 3;
 const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(10);
 
-/// After the last source detaches, in-flight finals get this long to land before the call ends.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+/// After the last source detaches, in-flight finals get this long to land before the call ends:
+/// the same 20 s a server shutdown waits (`server::SHUTDOWN_DRAIN`), so a node going down
+/// finishes what its calls were saying.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
 static UTTERANCE_END_TO_FINAL: LazyLock<Histogram> = LazyLock::new(|| {
     metrics::stage_histogram(
@@ -612,6 +614,7 @@ impl CallActor {
                     ctx.spawn(async move { receiver.await }.into_actor(self).map(
                         move |result, act, ctx| {
                             act.finals_in_flight -= 1;
+                            act.note_backlog_cleared();
                             let result = result.unwrap_or(Err(TranscribeError::ShuttingDown));
                             act.guarded(ctx, "final", |act, ctx| {
                                 act.finish_final(pending, result, ctx)
@@ -637,7 +640,12 @@ impl CallActor {
                 }
             }
         }
-        if self.pending_finals.is_empty() {
+    }
+
+    /// A backlog episode is over once nothing waits and nothing is in flight; the next one gets
+    /// a new warning (one per episode, not one per shed partial).
+    fn note_backlog_cleared(&mut self) {
+        if self.pending_finals.is_empty() && self.finals_in_flight == 0 {
             self.warned_backlog = false;
         }
     }

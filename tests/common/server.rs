@@ -97,12 +97,17 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // Tests run inside a runtime, which cannot block: stop the server from a plain thread.
         let handle = self.handle.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move { handle.stop(false).await });
+        let stopper = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(handle.stop(false));
+            }
+        });
+        let _ = stopper.join();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
