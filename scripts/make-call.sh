@@ -6,7 +6,7 @@
 #
 # Writes OUT_DIR/sales-call.wav (16 kHz stereo s16: agent on channel 0, customer on channel 1)
 # and OUT_DIR/sales-call.json (the ground truth: every line's speaker, channel, start/end and
-# text). The audio is ~2.5 MB, so it is generated rather than committed; the output is
+# text). The audio is ~11 MB (175 s), so it is generated rather than committed; the output is
 # deterministic and cached: a second run with the same script and generator does nothing.
 #
 # Voices: the agent is espeak-ng (en-us, male variant m3), the customer festival with the

@@ -1,7 +1,7 @@
 //! The generated two-speaker sales call (`assets/calls/sales-call.tsv`, rendered by
 //! `scripts/make-call.sh`) and its ground truth: who says what, on which channel, when.
 //!
-//! The audio (~9 MB) is generated, not committed; [`generate`] renders it once into a directory
+//! The audio (~11 MB) is generated, not committed; [`generate`] renders it once into a directory
 //! and later calls reuse it. Tests, `replay` examples and `loadgen` read the timeline to know
 //! where every utterance ends, which is what end-of-utterance latency is measured from.
 
@@ -185,7 +185,8 @@ mod tests {
     }
 
     /// Renders the real call (needs the TTS packages the setup script installs) and checks the
-    /// script's promises: two speakers on their channels, a monologue over 30 s, the objection.
+    /// script's promises: two speakers on their channels, a monologue over a minute, the
+    /// price objection, natural pauses between turns.
     #[test]
     fn generated_call_has_what_the_tests_rely_on() {
         let t = generate(&default_dir()).unwrap();
@@ -196,6 +197,13 @@ mod tests {
         let mono: Vec<&Line> = t.tagged("monologue").collect();
         let speech: u64 = mono.iter().map(|l| l.end_ms - l.start_ms).sum();
         assert!(speech > 30_000, "monologue speech {speech} ms");
+        // Past assets/playbook.toml's monologue_long (max_s = 60) with room for endpointing.
+        let span = mono.last().unwrap().end_ms - mono[0].start_ms;
+        assert!(span > 65_000, "monologue span {span} ms");
+        assert!(
+            mono.windows(2).all(|w| w[1].index == w[0].index + 1),
+            "one unbroken turn"
+        );
         assert!(mono.iter().all(|l| l.speaker == Track::Agent));
         assert!(t
             .tagged("objection_price")
