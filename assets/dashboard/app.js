@@ -42,6 +42,10 @@ const RESORT_EVERY_TICKS = 5;
 // The pipeline re-sends `backlog` each time transcription falls behind and says nothing when it
 // catches up, so the alert shows for this long after the latest one (a few utterances' worth).
 const BACKLOG_ALERT_MS = 15000;
+// Alert badges shown in a table row (most severe first); the rest collapse into "+N" so a row
+// stays one line high with 50 calls on screen. The detail panel lists them all.
+const ROW_ALERTS = 2;
+const ALERT_RANK = { bad: 0, warn: 1, info: 2 };
 // Score change under one point is shown as flat.
 const SCORE_FLAT = 0.01;
 
@@ -383,9 +387,16 @@ function renderRow(c) {
     ? h('span', { class: `prio prio-${last.priority}`, title: last.reason || '' }, last.title)
     : s.last_hint ? h('span', { class: 'prio' }, s.last_hint) : h('span', { class: 'muted' }, '–'));
 
+  const ranked = [...alerts].sort((a, b) => ALERT_RANK[a.level] - ALERT_RANK[b.level]);
+  const shown = ranked.slice(0, ROW_ALERTS);
+  const rest = ranked.slice(ROW_ALERTS);
   c.cells.alerts.replaceChildren(...(c.ended
     ? [h('span', { class: 'badge muted' }, c.endedReason || 'ended')]
-    : alerts.map((a) => h('span', { class: `badge ${a.level}`, title: a.detail || '' }, a.text))));
+    : shown.map((a) => h('span', { class: `badge ${a.level}`, title: a.detail || '' }, a.text))
+      .concat(rest.length ? [h('span', {
+        class: 'badge muted', title: rest.map((a) => a.detail || a.text).join(', '),
+        'aria-label': `and ${rest.map((a) => a.text).join(', ')}`,
+      }, `+${rest.length}`)] : [])));
 }
 
 function durationText(c) {
@@ -463,12 +474,13 @@ function detailSub(c) {
   const parts = [`lead ${s.lead_id || '–'}`];
   if (s.team) parts.push(`team ${s.team}`);
   parts.push(c.ended ? `ended after ${durationText(c)}` : `live ${durationText(c)}`);
+  parts.push(`call ${c.id}`);
   return parts.join(' · ');
 }
 
 function renderDetail(c) {
   if (!c) return;
-  document.getElementById('detail-title').textContent = `${c.summary.agent_id || 'Agent'} — call ${c.id.slice(0, 8)}`;
+  document.getElementById('detail-title').textContent = c.summary.agent_id || 'Agent';
   document.getElementById('detail-title').setAttribute('tabindex', '-1');
   document.getElementById('detail-sub').textContent = detailSub(c);
   const alerts = alertsOf(c);
@@ -750,7 +762,7 @@ async function loadHistoryCall(id) {
   notice.hidden = true;
   const { call, utterances = [], hints = [] } = res.body;
   if (!call) return;
-  document.getElementById('hd-title').textContent = `${call.agent_id} — call ${call.id.slice(0, 8)}`;
+  document.getElementById('hd-title').textContent = call.agent_id;
   const started = Date.parse(call.started_at);
   const ended = Date.parse(call.ended_at);
   const talk = call.talk_stats;
@@ -759,6 +771,7 @@ async function loadHistoryCall(id) {
     Number.isFinite(started) ? new Date(started).toLocaleString() : '',
     Number.isFinite(ended) ? `${fmtDuration(ended - started)} (${call.end_reason || 'ended'})` : 'in progress',
     talk && Number.isFinite(talk.agent_share) ? `agent talk ${fmtPct(talk.agent_share)}` : '',
+    `call ${call.id}`,
   ].filter(Boolean).join(' · ');
 
   document.getElementById('hd-transcript').replaceChildren(...(utterances.length
