@@ -72,6 +72,14 @@ const CORPUS_PII: &[(&str, &str)] = &[
     ("it's JOHN_SMITH@Acme-Corp.com.", "it's [email]."),
     ("it's jane dot doe at gmail dot com", "it's [email]"),
     ("write to sales at acme dot io", "write to [email]"),
+    (
+        "card number five one zero five, one zero five one, zero five one zero, five one zero zero",
+        "card number [card]",
+    ),
+    ("amex 371449635398431 exp 12/27", "amex [card] exp 12/27"),
+    ("mail j.smith@mail.example.org.", "mail [email]."),
+    ("call 212 555 0100 ext 4", "call [phone] ext 4"),
+    ("my social is 123 45 6789.", "my social is [ssn]."),
     // Several kinds in one line.
     (
         "card 4111111111111111, phone 555-123-4567, mail a@b.co",
@@ -104,6 +112,11 @@ const CORPUS_SAFE: &[&str] = &[
     "i'll see you at home dot",
     "ssn 000-12-3456 is not a real one",
     "call extension 4567",
+    "ISBN 978-0-306-40615-7 is the second edition",
+    "a budget of $4,111,111,111,111 is not a card",
+    "flight UA 1234 lands at 6:45 on 12/03",
+    "room 4111, floor 11, badge 1111",
+    "we have nine, eight, seven reps",
 ];
 
 #[test]
