@@ -46,6 +46,7 @@ pub struct ConfigFile {
     pub assets_dir: Option<PathBuf>,
     pub playbook: Option<PathBuf>,
     pub retention_days: Option<u32>,
+    pub uploads_dir: Option<PathBuf>,
     #[serde(default)]
     pub auth: AuthFile,
     #[serde(default)]
@@ -131,6 +132,7 @@ impl ConfigFile {
                 "CALLCOACH_ASSETS_DIR" => self.assets_dir = Some(v.into()),
                 "CALLCOACH_PLAYBOOK" => self.playbook = Some(v.into()),
                 "CALLCOACH_RETENTION_DAYS" => self.retention_days = Some(parse(key, v)?),
+                "CALLCOACH_UPLOADS_DIR" => self.uploads_dir = Some(v.into()),
                 "CALLCOACH_JWT_SECRET" => self.auth.jwt_secret = Some(v.into()),
                 "CALLCOACH_JWT_PUBLIC_KEY_FILE" => self.auth.jwt_public_key_file = Some(v.into()),
                 "CALLCOACH_WHISPER_ENABLED" => self.whisper.enabled = Some(parse(key, v)?),
@@ -216,6 +218,8 @@ pub struct Config {
     pub assets_dir: PathBuf,
     pub playbook: Option<PathBuf>,
     pub retention: Duration,
+    /// Where uploaded recordings wait for post-call analysis.
+    pub uploads_dir: PathBuf,
     pub jwt: JwtKey,
     pub whisper: WhisperConfig,
     pub limits: Limits,
@@ -404,6 +408,9 @@ impl Config {
             retention: Duration::from_secs(
                 u64::from(file.retention_days.unwrap_or(DEFAULT_RETENTION_DAYS)) * 86_400,
             ),
+            uploads_dir: file
+                .uploads_dir
+                .unwrap_or_else(|| PathBuf::from("callcoach-uploads")),
             jwt,
             whisper,
             limits,

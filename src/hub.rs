@@ -104,6 +104,11 @@ impl Hub {
         self.store.as_ref().map(|r| &r.0)
     }
 
+    /// Where calls' rows go (`None` in tests without a store).
+    pub fn recorder(&self) -> Option<&Recorder> {
+        self.store.as_ref()
+    }
+
     pub fn live_calls(&self) -> usize {
         self.calls.len()
     }
@@ -235,24 +240,36 @@ impl Hub {
 pub struct Fanout {
     pub hub: Arc<Hub>,
     pub events: broadcast::Sender<Arc<str>>,
+    rows: Option<CallRows>,
+}
+
+impl Fanout {
+    pub fn new(hub: Arc<Hub>, events: broadcast::Sender<Arc<str>>) -> Self {
+        let rows = hub.store.as_ref().map(|r| CallRows::new(r.clone()));
+        Fanout { hub, events, rows }
+    }
+}
+
+/// Turns a call's events into the rows they produce, for live calls and uploads alike.
+pub struct CallRows {
+    recorder: Recorder,
     /// Finals waiting for their sentiment (which follows within milliseconds) so each utterance
     /// is stored in one row; flushed without sentiment if the sentiment actor is down.
     pending: Mutex<Vec<CallRecord>>,
     last_talk: Mutex<Option<crate::actors::TalkStats>>,
 }
 
-impl Fanout {
-    pub fn new(hub: Arc<Hub>, events: broadcast::Sender<Arc<str>>) -> Self {
-        Fanout {
-            hub,
-            events,
+impl CallRows {
+    pub fn new(recorder: Recorder) -> Self {
+        CallRows {
+            recorder,
             pending: Mutex::new(Vec::new()),
             last_talk: Mutex::new(None),
         }
     }
 
-    /// Maps a call event to the rows it produces.
-    fn store(&self, store: &Recorder, call: &CallSpec, event: &CallEvent) {
+    pub fn on_event(&self, call: &CallSpec, event: &CallEvent) {
+        let store = &self.recorder;
         match event {
             CallEvent::Final(t) => {
                 let stale: Vec<CallRecord> = std::mem::take(&mut *self.pending.lock());
@@ -316,6 +333,7 @@ impl Fanout {
 /// Hands records to the store writer without waiting. When its buffer is full the record is
 /// retried from a task that waits for room, so a burst costs latency, not data; the writer's
 /// `refused` counter shows it happened.
+#[derive(Clone)]
 pub struct Recorder(pub StoreWriter);
 
 impl Recorder {
@@ -377,8 +395,8 @@ impl CallObserver for Fanout {
                 .inc();
         }
         self.hub.update_summary(&call.call_id, event);
-        if let Some(store) = &self.hub.store {
-            self.store(store, call, event);
+        if let Some(rows) = &self.rows {
+            rows.on_event(call, event);
         }
         match serde_json::to_string(event) {
             Ok(json) => {

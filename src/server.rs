@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+pub mod analysis;
 pub mod pages;
 pub mod request_id;
 pub mod whisper;
@@ -27,6 +28,10 @@ pub mod whisper;
 /// How long shutdown waits for live calls to finish their in-flight utterances before exiting.
 /// Kubernetes' default termination grace is 30 s; 20 s leaves room for the writer flush.
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(20);
+
+/// How often transcripts past the retention window are purged: hourly keeps the window accurate
+/// to the hour at the cost of one indexed delete.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Everything handlers share. Built once at start.
 pub struct AppState {
@@ -36,6 +41,9 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Auth>,
     pub services: Services,
+    pub uploads: crate::api::Uploads,
+    /// The CRM webhook dispatcher, when one is configured.
+    pub crm: Option<crate::crm::DispatcherHandle>,
     /// Source ids for sockets feeding calls (unique per node).
     pub next_source: AtomicU32,
     /// Flips to true when shutdown begins; sockets watch it.
@@ -50,6 +58,8 @@ impl AppState {
         auth: Arc<Auth>,
         services: Services,
         hub: Arc<Hub>,
+        uploads: crate::api::Uploads,
+        crm: Option<crate::crm::DispatcherHandle>,
     ) -> Self {
         let pipeline = services.pipeline();
         let (shutdown, _) = watch::channel(false);
@@ -60,6 +70,8 @@ impl AppState {
             store,
             auth,
             services,
+            uploads,
+            crm,
             next_source: AtomicU32::new(1),
             shutdown,
             ready: AtomicBool::new(true),
@@ -92,10 +104,12 @@ pub fn build_app(
     let assets = state.config.assets_dir.clone();
     let store = web::Data::new(state.store.clone());
     let auth = web::Data::from(state.auth.clone());
+    let uploads = web::Data::new(state.uploads.clone());
     App::new()
         .app_data(state.clone())
         .app_data(store)
         .app_data(auth)
+        .app_data(uploads)
         .wrap(actix_web::middleware::from_fn(request_id::middleware))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
@@ -173,9 +187,17 @@ pub async fn build_state(config: Config) -> anyhow::Result<web::Data<AppState>> 
     )));
     let services = crate::actors::supervisor::start(&services_config(&config, sink))?;
     let hub = Hub::new(Some(writer));
-    Ok(web::Data::new(AppState::new(
-        config, store, auth, services, hub,
-    )))
+    let (uploads, upload_queue) = crate::api::Uploads::new(
+        &config.uploads_dir,
+        crate::api::uploads::DEFAULT_MAX_UPLOAD_BYTES,
+    )?;
+    let crm = crate::crm::start(store.clone(), &config.crm)?;
+    crate::store::erase::spawn_retention(store.clone(), config.retention, RETENTION_EVERY);
+    let state = web::Data::new(AppState::new(
+        config, store, auth, services, hub, uploads, crm,
+    ));
+    analysis::spawn_runner(state.clone(), upload_queue);
+    Ok(state)
 }
 
 /// What the supervisor needs from the config to start the long-lived actors.

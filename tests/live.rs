@@ -475,3 +475,100 @@ async fn restarts(server: &TestServer, actor: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// An uploaded recording runs through the same pipeline offline: the job reaches `done`, and the
+/// call it produced has its transcript, hints and the lead's score in the database.
+#[actix_web::test]
+async fn uploaded_recording_is_analysed_offline_and_stored() {
+    let timeline = sales_call();
+    let server = TestServer::start(|_| {});
+    let token = server.token("agent-1", Role::Agent);
+    let http = reqwest::Client::new();
+    let wav = std::fs::read(timeline.wav_path()).expect("call wav");
+    let created: serde_json::Value = http
+        .post(server.http("/v1/uploads?filename=sales-call.wav&lead_id=lead-up"))
+        .bearer_auth(&token)
+        .body(wav)
+        .send()
+        .await
+        .expect("upload")
+        .error_for_status()
+        .expect("upload accepted")
+        .json()
+        .await
+        .expect("json");
+    let job_id = created["id"].as_str().expect("job id").to_owned();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    let job = loop {
+        let job: serde_json::Value = http
+            .get(server.http(&format!("/v1/uploads/{job_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match job["status"].as_str() {
+            Some("done") => break job,
+            Some("failed") => panic!("analysis failed: {job}"),
+            _ => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "analysis did not finish: {job}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let call_id = job["call_id"].as_str().expect("call id");
+    // The writer batches; give it a moment to commit the tail.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let detail: serde_json::Value = http
+        .get(server.http(&format!("/v1/calls/{call_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let transcript: String = detail["utterances"]
+        .as_array()
+        .expect("utterances")
+        .iter()
+        .filter_map(|u| u["text"].as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let reference: String = timeline
+        .lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let w = wer(&reference, &transcript);
+    assert!(
+        w < 0.35,
+        "offline transcript WER {:.1} %: {transcript}",
+        w * 100.0
+    );
+    let hints = detail["hints"].as_array().expect("hints");
+    assert!(
+        hints.iter().any(|h| h["kind"] == "objection"),
+        "no objection hint stored: {hints:?}"
+    );
+    let history: serde_json::Value = http
+        .get(server.http("/v1/leads/lead-up/scores"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        history.to_string().contains("contributions"),
+        "no score history: {history}"
+    );
+}

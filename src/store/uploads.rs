@@ -117,6 +117,16 @@ impl Store {
         .await?)
     }
 
+    /// A job by id alone, for the pipeline runner (which takes ids from the upload queue).
+    pub async fn upload_by_id(&self, id: &str) -> Result<Option<UploadJob>, StoreError> {
+        Ok(sqlx::query_as::<_, UploadJob>(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM upload_jobs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// Advances a job (called by the pipeline runner). `progress` is clamped to 0..1.
     pub async fn update_upload(
         &self,

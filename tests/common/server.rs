@@ -38,6 +38,7 @@ impl TestServer {
                 model.display()
             );
         }
+        config.uploads_dir = dir.path().join("uploads");
         configure(&mut config);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
