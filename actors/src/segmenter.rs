@@ -19,8 +19,20 @@
 //!    second of voice, and the rest continues as a new utterance — voice did not stop, so no
 //!    `SpeechEnd`/`SpeechStart` pair is sent for the cut.
 
+use crate::metrics;
 use crate::vad::{Vad, VadFrame, FRAME_MS, FRAME_SAMPLES, ONSET_FRAMES};
-use std::sync::Arc;
+use prometheus::IntCounterVec;
+use std::sync::{Arc, LazyLock};
+
+/// Utterances by how they ended: `final` (endpoint or end of stream), `forced` (max length),
+/// `dropped` (voice shorter than `min_utterance_ms`), `reset` (dropped by [`Segmenter::reset`]).
+static UTTERANCES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    metrics::counter_vec(
+        "callcoach_segmenter_utterances_total",
+        "Utterances cut by the endpointer, by outcome (final, forced, dropped, reset)",
+        &["outcome"],
+    )
+});
 
 /// Samples per millisecond at the pipeline rate.
 const SAMPLES_PER_MS: u64 = crate::PIPELINE_SAMPLE_RATE as u64 / 1000;
@@ -212,7 +224,9 @@ impl Segmenter {
     pub fn reset(&mut self) {
         let now = self.now_ms();
         self.vad = Vad::new();
-        self.open = None;
+        if self.open.take().is_some() {
+            UTTERANCES.with_label_values(&["reset"]).inc();
+        }
         self.run = 0;
         self.audio.clear();
         self.frame_energy.clear();
@@ -329,6 +343,9 @@ impl Segmenter {
                 forced: false,
             });
             self.last_end_ms = end_ms;
+            UTTERANCES.with_label_values(&["final"]).inc();
+        } else {
+            UTTERANCES.with_label_values(&["dropped"]).inc();
         }
     }
 
@@ -374,6 +391,7 @@ impl Segmenter {
             end_ms: cut_ms,
             forced: true,
         });
+        UTTERANCES.with_label_values(&["forced"]).inc();
         open.start_ms = cut_ms;
         open.voice_start_ms = cut_ms;
         open.last_voiced_end_ms = open.last_voiced_end_ms.max(cut_ms);
