@@ -712,3 +712,117 @@ async fn the_openapi_document_is_served() {
     assert_eq!(documented_routes().len(), 17);
     f.db.cleanup().await;
 }
+
+/// REST latency at a fixed 1 000 requests/s on a lead read, SQLite and PostgreSQL, with wrk
+/// (`apt-get install wrk`). Measures, asserts nothing about speed; run in release:
+/// `cargo test --release --test api -- --ignored --nocapture rest_latency_at_1000_rps`.
+#[actix_web::test]
+#[ignore = "measurement: needs wrk and ~1 minute; figures go to benches/README.md"]
+async fn rest_latency_at_1000_rps() {
+    /// Leads in the table; each request reads a random one.
+    const LEADS: usize = 1_000;
+    /// 25 connections each waiting 24 ms after every answer: ~1 000 requests/s at ~1 ms
+    /// latency (wrk 4 has no constant-rate mode; the achieved rate is printed).
+    const CONNECTIONS: u32 = 25;
+    const DELAY_MS: u32 = 24;
+    let secs: u32 = std::env::var("CALLCOACH_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    for backend in ["sqlite", "postgres"] {
+        let db = if backend == "sqlite" {
+            TestDb::sqlite().await
+        } else {
+            TestDb::postgres().await
+        };
+        let sys = AuditEntry::system();
+        for i in 0..LEADS {
+            let lead = NewLead {
+                id: Some(format!("lead-{i}")),
+                name: format!("Lead {i}"),
+                email: Some(format!("lead{i}@example.com")),
+                owner_id: Some(format!("agent-{}", i % 20)),
+                team: Some("west".into()),
+                attributes: Some(json!({"source": "web", "tier": i % 3})),
+                ..Default::default()
+            };
+            db.store.create_lead(T, &lead, &sys).await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (uploads, _queue) = Uploads::new(dir.path(), 1024).unwrap();
+        let store = db.store.clone();
+        let governors = Governors::new(&ApiLimits::unlimited());
+        let server = actix_web::HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(store.clone()))
+                .app_data(web::Data::new(Auth::hs256(SECRET)))
+                .app_data(web::Data::new(uploads.clone()))
+                .configure(api::routes_with(governors.clone()))
+        })
+        .workers(2)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+
+        let script = dir.path().join("lead_read.lua");
+        std::fs::write(
+            &script,
+            format!(
+                r#"wrk.headers["Authorization"] = "Bearer {token}"
+request = function() return wrk.format("GET", "/v1/leads/lead-" .. math.random(0, {last})) end
+delay = function() return {DELAY_MS} end
+done = function(s, lat, req)
+  local e = s.errors
+  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p95_us=%d p99_us=%d max_us=%d errors=%d\n",
+    s.requests, s.duration, lat:percentile(50), lat:percentile(95), lat:percentile(99), lat.max,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"#,
+                token = who("ada"),
+                last = LEADS - 1
+            ),
+        )
+        .unwrap();
+        let run = |duration: u32| {
+            tokio::process::Command::new("wrk")
+                .args([
+                    "-t1",
+                    &format!("-c{CONNECTIONS}"),
+                    &format!("-d{duration}s"),
+                    "-s",
+                ])
+                .arg(&script)
+                .arg(format!("http://{addr}"))
+                .output()
+        };
+        run(3).await.expect("wrk (apt-get install wrk)"); // warm-up: connections, caches
+        let out = run(secs).await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("RESULT"))
+            .unwrap_or_else(|| panic!("{text}"));
+        let field = |k: &str| -> f64 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        println!(
+            "{backend}: {:.0} req/s over {}s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}",
+            field("requests") / (field("duration_us") / 1e6),
+            secs,
+            field("p50_us") / 1e3,
+            field("p95_us") / 1e3,
+            field("p99_us") / 1e3,
+            field("max_us") / 1e3,
+            field("errors")
+        );
+        assert_eq!(field("errors"), 0.0, "every request answered 200");
+        handle.stop(true).await;
+        db.cleanup().await;
+    }
+}

@@ -549,6 +549,13 @@ async fn outbox_claims_lease_and_retries(db: &TestDb) {
         "a delivered row stays delivered"
     );
     assert_eq!(s.outbox_pending().await.unwrap(), 2);
+
+    // A row claimed but not attempted goes back without counting an attempt.
+    assert!(s.outbox_claim_due(10, lease).await.unwrap().is_empty(), "all leased");
+    s.outbox_release(retry[0].id, Timestamp::from_ms(0)).await.unwrap();
+    let back = s.outbox_claim_due(10, lease).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0].id, back[0].attempts), (retry[0].id, 1));
 }
 
 /// Puts a lead with one call of everything (utterances, hints, scores, outbox, upload) in place.
@@ -981,4 +988,35 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("condition not met within 30 s");
+}
+
+/// The retention task purges on its first tick, with a real (tiny) interval.
+#[tokio::test]
+async fn retention_task_purges_on_schedule() {
+    let db = TestDb::sqlite().await;
+    let s = &db.store;
+    s.start_call(&call("old", "l-old", "ann", 1_000))
+        .await
+        .unwrap();
+    s.insert_utterance(T, "old", 1, Track::Agent, 0, 10, "old words", None)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE utterances SET created_at = 0")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let task = callcoach::store::erase::spawn_retention(
+        s.clone(),
+        Duration::from_secs(90 * 86_400),
+        Duration::from_millis(50),
+    );
+    for _ in 0..100 {
+        if s.call_utterances(T, "old").await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert!(s.call_utterances(T, "old").await.unwrap().is_empty());
+    db.cleanup().await;
 }

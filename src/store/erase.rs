@@ -34,6 +34,37 @@ pub struct PurgeCounts {
 /// What a purged hint's reason reads afterwards.
 const PURGED_REASON: &str = "[purged]";
 
+/// How often the retention task runs: hourly keeps each purge small (an hour of transcripts)
+/// while holding nothing more than an hour past the window.
+pub const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Starts the retention task: every `every`, purges transcripts older than `window`. Failures
+/// are logged and retried at the next tick. Abort the handle at shutdown.
+pub fn spawn_retention(
+    store: Store,
+    window: std::time::Duration,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+            let cutoff = Timestamp::from_ms(now_ms().saturating_sub(window_ms));
+            match store.purge_transcripts_older_than(cutoff).await {
+                Ok(n) if n.utterances > 0 || n.hint_reasons > 0 => tracing::info!(
+                    utterances = n.utterances,
+                    hint_reasons = n.hint_reasons,
+                    "retention purge"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention purge failed; retrying next tick"),
+            }
+        }
+    })
+}
+
 impl Store {
     /// Erases a lead and everything derived from it (calls, utterances, hints, score events,
     /// outbox rows, upload jobs and their files) in one transaction, and records the erasure in

@@ -109,6 +109,19 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a claimed row's next attempt to `at` without counting an attempt (a dispatcher
+    /// that claimed a row but did not try it: circuit open, shutting down).
+    pub async fn outbox_release(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $2 WHERE id = $1 AND delivered_at IS NULL",
+        )
+        .bind(id)
+        .bind(at.ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Rows not yet delivered (a gauge for `/metrics` and a check for tests).
     pub async fn outbox_pending(&self) -> Result<i64, StoreError> {
         Ok(
