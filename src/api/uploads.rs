@@ -26,7 +26,8 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 * 1024 * 1024;
 /// Extensions the decoder (symphonia) is built with.
 pub const ACCEPTED_EXTENSIONS: [&str; 4] = ["wav", "flac", "mp3", "ogg"];
 
-/// Where uploads go and how big they may be; registered by the server as `web::Data`.
+/// Where uploads go and how big they may be; registered by the server as `web::Data` (without
+/// it, `POST /v1/uploads` answers 503 `unavailable`).
 #[derive(Debug, Clone)]
 pub struct Uploads {
     dir: PathBuf,
@@ -99,11 +100,16 @@ fn display_name(filename: &str) -> String {
 pub async fn create_upload(
     p: Principal,
     store: web::Data<Store>,
-    uploads: web::Data<Uploads>,
+    uploads: Option<web::Data<Uploads>>,
     q: web::Query<UploadParams>,
     req: HttpRequest,
     mut body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let Some(uploads) = uploads else {
+        return Err(ApiError::Unavailable(
+            "uploads are not enabled on this server".into(),
+        ));
+    };
     let ext = extension(&q.filename).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "filename must end in one of {}",
