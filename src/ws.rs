@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 /// beyond it the codec refuses the frame and the socket is closed with the same code.
 pub const HARD_MAX_FRAME_BYTES: usize = 1024 * 1024;
 
-/// How long a socket keeps delivering events after `stop`, so the softphone receives the final
-/// of its last utterance. The call drains in-flight finals within 10 s (call actor).
-pub const AFTER_STOP_GRACE: Duration = Duration::from_secs(15);
+/// How long a socket keeps delivering events after `stop`, so the softphone receives the finals
+/// of its last utterances and `ended`. The call actor drains in-flight finals for at most 20 s
+/// and then always sends `ended`; 25 s covers that with room for the last tick.
+pub const AFTER_STOP_GRACE: Duration = Duration::from_secs(25);
 
 /// Credentials a socket may carry in its URL (browsers and Twilio cannot set headers).
 #[derive(Debug, Default, Deserialize)]
