@@ -38,7 +38,7 @@ static EVENTS_FANNED_OUT: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
 });
 
 /// What a dashboard shows for a call in its grid.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CallSummary {
     pub call_id: String,
     pub tenant: String,
@@ -87,6 +87,9 @@ pub struct Hub {
     calls: DashMap<String, Arc<LiveCall>>,
     live: broadcast::Sender<Arc<LiveEnvelope>>,
     store: Option<Recorder>,
+    /// Other nodes' live calls (scale-out over PostgreSQL; empty on a single node).
+    remote: DashMap<String, CallSummary>,
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl Hub {
@@ -96,12 +99,62 @@ impl Hub {
             calls: DashMap::new(),
             live,
             store: store.map(Recorder),
+            remote: DashMap::new(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
     /// The store writer, for flushing at shutdown.
     pub fn store_writer(&self) -> Option<&StoreWriter> {
         self.store.as_ref().map(|r| &r.0)
+    }
+
+    /// Links this hub to the other nodes; set once at start.
+    pub fn set_cluster(&self, cluster: crate::cluster::Cluster) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    pub fn cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.get()
+    }
+
+    /// A live call held by another node.
+    pub fn remote_summary(&self, call_id: &str) -> Option<CallSummary> {
+        self.remote.get(call_id).map(|s| s.clone())
+    }
+
+    /// A live message from another node: keep its call's summary and pass it to local
+    /// dashboards and overlays (not back to the cluster).
+    pub fn receive_remote(&self, remote: crate::cluster::Remote) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&remote.json) else {
+            return;
+        };
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("call_started") => {
+                if let Ok(summary) = serde_json::from_value::<CallSummary>(v["call"].clone()) {
+                    self.remote.insert(remote.call_id.clone(), summary);
+                }
+            }
+            Some("call_ended") => {
+                self.remote.remove(&remote.call_id);
+            }
+            Some("call_event") => {
+                if let (Ok(event), Some(mut s)) = (
+                    serde_json::from_value::<CallEvent>(v["event"].clone()),
+                    self.remote.get_mut(&remote.call_id),
+                ) {
+                    apply(&mut s, &event);
+                }
+            }
+            _ => {}
+        }
+        let _ = self.live.send(Arc::new(LiveEnvelope {
+            tenant: remote.tenant,
+            team: remote.team,
+            agent_id: remote.agent_id,
+            call_id: remote.call_id,
+            json: remote.json,
+        }));
     }
 
     /// Where calls' rows go (`None` in tests without a store).
@@ -123,6 +176,7 @@ impl Hub {
             .calls
             .iter()
             .map(|c| c.value().summary.lock().clone())
+            .chain(self.remote.iter().map(|c| c.value().clone()))
             .collect();
         calls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         calls
@@ -141,6 +195,7 @@ impl Hub {
         self.calls
             .iter()
             .map(|c| c.value().summary.lock().clone())
+            .chain(self.remote.iter().map(|c| c.value().clone()))
             .filter(|s| s.tenant == tenant && s.agent_id == agent_id)
             .max_by(|a, b| a.started_at.cmp(&b.started_at))
     }
@@ -205,33 +260,46 @@ impl Hub {
                 return;
             }
         };
-        // No subscribers is fine: nobody is watching.
-        let _ = self.live.send(Arc::new(LiveEnvelope {
+        let env = Arc::new(LiveEnvelope {
             tenant: spec.tenant.clone(),
             team: spec.team.clone(),
             agent_id: spec.agent_id.clone(),
             call_id: spec.call_id.clone(),
             json,
-        }));
+        });
+        if let Some(cluster) = self.cluster.get() {
+            cluster.publish(&env);
+        }
+        // No subscribers is fine: nobody is watching.
+        let _ = self.live.send(env);
     }
 
     fn update_summary(&self, call_id: &str, event: &CallEvent) {
-        let Some(call) = self.calls.get(call_id) else {
-            return;
-        };
-        let mut s = call.summary.lock();
-        match event {
-            CallEvent::Ready { tracks, .. } => s.tracks = tracks.clone(),
-            CallEvent::Score { score, stage, .. } => {
-                s.score = Some(*score);
-                s.stage = Some(stage.clone());
-            }
-            CallEvent::Sentiment { track, trend, .. } if track.is_customer() => {
-                s.sentiment = Some(*trend)
-            }
-            CallEvent::Hint(h) => s.last_hint = Some(h.title.clone()),
-            _ => {}
+        if let Some(call) = self.calls.get(call_id) {
+            apply(&mut call.summary.lock(), event);
         }
+    }
+}
+
+/// Keeps a call's summary current with one of its events.
+fn apply(s: &mut CallSummary, event: &CallEvent) {
+    match event {
+        CallEvent::Ready { tracks, .. } => {
+            for t in tracks {
+                if !s.tracks.contains(t) {
+                    s.tracks.push(*t);
+                }
+            }
+        }
+        CallEvent::Score { score, stage, .. } => {
+            s.score = Some(*score);
+            s.stage = Some(stage.clone());
+        }
+        CallEvent::Sentiment { track, trend, .. } if track.is_customer() => {
+            s.sentiment = Some(*trend)
+        }
+        CallEvent::Hint(h) => s.last_hint = Some(h.title.clone()),
+        _ => {}
     }
 }
 

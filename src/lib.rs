@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod client;
 pub mod config;
 pub mod crm;

@@ -187,6 +187,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<web::Data<AppState>> 
     )));
     let services = crate::actors::supervisor::start(&services_config(&config, sink))?;
     let hub = Hub::new(Some(writer));
+    if config.database_url.starts_with("postgres") {
+        let cluster = crate::cluster::Cluster::join(&config.database_url, hub.clone()).await?;
+        hub.set_cluster(cluster);
+    }
     let (uploads, upload_queue) = crate::api::Uploads::new(
         &config.uploads_dir,
         crate::api::uploads::DEFAULT_MAX_UPLOAD_BYTES,

@@ -26,6 +26,7 @@ pub struct WhisperRequest {
     request_body = WhisperRequest,
     responses(
         (status = 200, description = "The hint as delivered to the overlay"),
+        (status = 202, description = "Forwarded to the node holding the call"),
         (status = 401, description = "No or bad token"),
         (status = 403, description = "Not a supervisor of this call's team"),
         (status = 404, description = "No such live call"),
@@ -47,10 +48,12 @@ pub async fn whisper(
             "whisper text must be 1..={MAX_WHISPER_CHARS} characters"
         )));
     }
-    let summary = state
-        .hub
-        .summary(&call_id)
-        .ok_or_else(|| ApiError::NotFound(format!("no live call `{call_id}`")))?;
+    let not_found = || ApiError::NotFound(format!("no live call `{call_id}`"));
+    let local = state.hub.summary(&call_id);
+    let summary = local
+        .clone()
+        .or_else(|| state.hub.remote_summary(&call_id))
+        .ok_or_else(not_found)?;
     if !crate::ws::sees_live(
         &principal,
         &summary.tenant,
@@ -58,18 +61,8 @@ pub async fn whisper(
         &summary.agent_id,
     ) {
         // Same answer as for a missing call: do not confirm calls outside the caller's scope.
-        return Err(ApiError::NotFound(format!("no live call `{call_id}`")));
+        return Err(not_found());
     }
-    let addr = state
-        .hub
-        .call_addr(&call_id)
-        .ok_or_else(|| ApiError::NotFound(format!("no live call `{call_id}`")))?;
-    let hint = addr
-        .send(Whisper {
-            text: text.to_owned(),
-        })
-        .await
-        .map_err(|_| ApiError::NotFound(format!("call `{call_id}` just ended")))?;
     state
         .store
         .audit(
@@ -80,5 +73,24 @@ pub async fn whisper(
             &call_id,
         )
         .await?;
+    if local.is_none() {
+        // The call lives on another node: that node delivers the whisper.
+        let cluster = state.hub.cluster().ok_or_else(not_found)?;
+        cluster
+            .control(&crate::cluster::Control::Whisper {
+                call_id: call_id.clone(),
+                text: text.to_owned(),
+            })
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("cannot reach the call's node: {e}")))?;
+        return Ok(HttpResponse::Accepted().json(serde_json::json!({"forwarded": true})));
+    }
+    let addr = state.hub.call_addr(&call_id).ok_or_else(not_found)?;
+    let hint = addr
+        .send(Whisper {
+            text: text.to_owned(),
+        })
+        .await
+        .map_err(|_| ApiError::NotFound(format!("call `{call_id}` just ended")))?;
     Ok(HttpResponse::Ok().json(hint))
 }

@@ -179,9 +179,20 @@ async fn handle_message(
     };
     match msg {
         OverlayMessage::Feedback { hint_id, useful } => {
-            if let Some(addr) = call_id.and_then(|c| state.hub.call_addr(c)) {
-                // Feedback is not on the audio path; waiting for mailbox room is fine.
-                let _ = addr.send(Feedback { hint_id, useful }).await;
+            if let Some(call_id) = call_id {
+                if let Some(addr) = state.hub.call_addr(call_id) {
+                    // Feedback is not on the audio path; waiting for mailbox room is fine.
+                    let _ = addr.send(Feedback { hint_id, useful }).await;
+                } else if let Some(cluster) = state.hub.cluster() {
+                    let control = crate::cluster::Control::Feedback {
+                        call_id: call_id.to_owned(),
+                        hint_id,
+                        useful,
+                    };
+                    if let Err(e) = cluster.control(&control).await {
+                        tracing::warn!(error = %e, "feedback not forwarded to the call's node");
+                    }
+                }
             }
             let hint_id = hint_id.to_string();
             match state
