@@ -93,7 +93,15 @@ describe('live call in the browser', { timeout: SUITE_TIMEOUT_MS }, () => {
   });
 
   it('grows the transcript in the call detail panel', async () => {
-    await dash.locator(`tr[data-call="${callId}"] button`).click();
+    // Keyboard only: the agent cell is a button; Escape closes the panel and gives focus back.
+    const open = dash.locator(`tr[data-call="${callId}"] button`);
+    await open.focus();
+    await dash.keyboard.press('Enter');
+    await dash.locator('#detail:not([hidden])').waitFor();
+    await dash.keyboard.press('Escape');
+    await dash.locator('#detail[hidden]').waitFor({ state: 'attached' });
+    assert.equal(await open.evaluate((el) => el === document.activeElement), true, 'focus returns to the row');
+    await dash.keyboard.press('Enter');
     await dash.locator('#detail:not([hidden])').waitFor();
     const lines = dash.locator('#transcript li.line.final');
     await waitFor(async () => (await lines.count()) >= 1, { timeout: 60000, what: 'first final line' });
@@ -193,6 +201,29 @@ describe('live call in the browser', { timeout: SUITE_TIMEOUT_MS }, () => {
 
   it('raised no script errors in either page', () => {
     assert.deepEqual(pageErrors, []);
+  });
+
+  it('measures first paint of both pages', async () => {
+    // A fresh context per page (no cache); the second load of each is the warm figure.
+    figures.first_contentful_paint_ms = {};
+    for (const [name, url] of [['dashboard', '/'], ['overlay', `/overlay?agent=${AGENT}`]]) {
+      const ctx = await browser.newContext();
+      const page = await ctx.newPage();
+      const fcp = [];
+      for (let i = 0; i < 2; i += 1) {
+        await page.goto(`${server.base}${url}`);
+        fcp.push(await page.evaluate(() => new Promise((resolve) => {
+          const read = () => performance.getEntriesByName('first-contentful-paint')[0]?.startTime;
+          const v = read();
+          if (v !== undefined) { resolve(v); return; }
+          new PerformanceObserver(() => resolve(read())).observe({ type: 'paint', buffered: true });
+        })));
+      }
+      await ctx.close();
+      figures.first_contentful_paint_ms[name] = { cold: fcp[0], warm: fcp[1] };
+      console.log(`${name} first contentful paint: ${fcp[0].toFixed(0)} ms cold, ${fcp[1].toFixed(0)} ms warm`);
+      assert.ok(fcp.every((v) => Number.isFinite(v) && v > 0), `${name} painted`);
+    }
   });
 
   it('measures event-to-paint lag in the dashboard', async () => {
