@@ -93,6 +93,8 @@ function newCall(summary) {
     endedReason: '',
     row: null,
     trNodes: new Map(), // utterance id -> <li>
+    // Bumped when a part of the detail panel has something new to show.
+    v: { score: 0, talk: 0, sentiment: 0, hints: 0 },
   };
 }
 
@@ -184,24 +186,29 @@ function applyEvent(c, ev) {
       const list = c.sentiment[ev.track] || (c.sentiment[ev.track] = []);
       list.push({ compound: ev.compound, trend: ev.trend });
       if (list.length > SENTIMENT_POINTS) list.shift();
+      c.v.sentiment += 1;
       break;
     }
     case 'talk':
       c.talk = ev;
+      c.v.talk += 1;
       break;
     case 'score':
       if (c.score !== null && Math.abs(ev.score - c.score) >= 1e-9) c.prevScore = c.score;
       c.score = ev.score;
       c.stage = ev.stage;
       c.contributions = ev.contributions || [];
+      c.v.score += 1;
       break;
     case 'hint':
       c.hints.push(ev);
       if (c.hints.length > HINTS_KEPT) c.hints.shift();
       seeCallTime(c, ev.at_ms);
+      c.v.hints += 1;
       break;
     case 'feedback':
       if (ev.hint_id) c.feedback.set(ev.hint_id, !!ev.useful);
+      c.v.hints += 1;
       break;
     case 'checklist':
       c.checklist = Array.isArray(ev.items) ? ev.items : [];
@@ -345,6 +352,20 @@ function sortCalls(list) {
   return list.sort(cmp);
 }
 
+/// Sets an element's text only when it changed: writing the same text still costs a layout.
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/// Rebuilds an element's children only when what they show (`key`) changed, so the many events
+/// that change nothing visible in a row (talk figures, sentiment of the agent) cost no layout.
+function patch(el, key, build) {
+  if (el.__key === key) return;
+  el.__key = key;
+  const out = build();
+  el.replaceChildren(...(Array.isArray(out) ? out : [out]));
+}
+
 function renderRow(c) {
   if (!c.row) {
     const open = () => openCall(c.id);
@@ -367,30 +388,34 @@ function renderRow(c) {
   c.row.classList.toggle('ended', c.ended);
   c.row.classList.toggle('alerting', alerts.some((a) => a.level === 'bad' || a.level === 'warn'));
   c.row.classList.toggle('selected', selected === c.id);
-  c.openBtn.textContent = s.agent_id || '(unknown agent)';
-  c.openBtn.setAttribute('aria-label', `Open call of ${s.agent_id}, lead ${s.lead_id || 'unknown'}`);
-  c.cells.lead.textContent = s.lead_id || '–';
+  patch(c.cells.agent, `${s.agent_id}|${s.lead_id}`, () => {
+    c.openBtn.textContent = s.agent_id || '(unknown agent)';
+    c.openBtn.setAttribute('aria-label', `Open call of ${s.agent_id}, lead ${s.lead_id || 'unknown'}`);
+    return c.openBtn;
+  });
+  setText(c.cells.lead, s.lead_id || '–');
   c.cells.lead.title = s.team ? `team ${s.team}` : '';
-  c.cells.dur.textContent = durationText(c);
+  setText(c.cells.dur, durationText(c));
 
   const sent = currentSentiment(c);
-  c.cells.sent.replaceChildren(sentimentChip(sent));
+  patch(c.cells.sent, Number.isFinite(sent) ? sent.toFixed(2) : '', () => sentimentChip(sent));
 
   const t = scoreTrend(c);
-  c.cells.score.replaceChildren(
+  patch(c.cells.score, `${c.score}|${t.word}`, () => [
     c.score === null ? '–' : h('span', { class: 'score' }, String(Math.round(c.score * 100))),
     t.arrow ? h('span', { class: `trend ${t.cls}`, title: t.word, 'aria-label': t.word }, ` ${t.arrow}`) : '',
-  );
+  ]);
 
   const last = c.hints[c.hints.length - 1];
-  c.cells.hint.replaceChildren(last
+  patch(c.cells.hint, last ? last.id : `summary|${s.last_hint}`, () => (last
     ? h('span', { class: `prio prio-${last.priority}`, title: last.reason || '' }, last.title)
-    : s.last_hint ? h('span', { class: 'prio' }, s.last_hint) : h('span', { class: 'muted' }, '–'));
+    : s.last_hint ? h('span', { class: 'prio' }, s.last_hint) : h('span', { class: 'muted' }, '–')));
 
   const ranked = [...alerts].sort((a, b) => ALERT_RANK[a.level] - ALERT_RANK[b.level]);
   const shown = ranked.slice(0, ROW_ALERTS);
   const rest = ranked.slice(ROW_ALERTS);
-  c.cells.alerts.replaceChildren(...(c.ended
+  const alertKey = c.ended ? `ended|${c.endedReason}` : ranked.map((a) => a.detail || a.text).join('|');
+  patch(c.cells.alerts, alertKey, () => (c.ended
     ? [h('span', { class: 'badge muted' }, c.endedReason || 'ended')]
     : shown.map((a) => h('span', { class: `badge ${a.level}`, title: a.detail || '' }, a.text))
       .concat(rest.length ? [h('span', {
@@ -423,7 +448,7 @@ function tick() {
       orderDirty = true;
       continue;
     }
-    if (c.cells && !c.ended) c.cells.dur.textContent = durationText(c);
+    if (c.cells && !c.ended) setText(c.cells.dur, durationText(c));
     // A checklist deadline passes, or a backlog alert runs out, without any event: re-evaluate
     // the alerts of calls that have one.
     if (!c.ended && (c.warnings.has('backlog') || c.checklist.some((i) => !i.done && Number.isFinite(i.due_ms)))) {
@@ -433,7 +458,7 @@ function tick() {
   }
   if (orderDirty) scheduleRender();
   if (selected && calls.has(selected)) {
-    document.getElementById('detail-sub').textContent = detailSub(calls.get(selected));
+    setText(document.getElementById('detail-sub'), detailSub(calls.get(selected)));
   }
   const st = lag.stats();
   document.getElementById('lag').textContent = st.count
@@ -450,6 +475,7 @@ function openCall(id) {
   if (prev) { prev.trNodes = new Map(); dirty.add(prev.id); }
   for (const u of c.utterances.values()) u.changed = true;
   c.trNodes = new Map();
+  shownDetail = { id: null };
   document.getElementById('transcript').replaceChildren();
   document.getElementById('whisper-status').textContent = '';
   document.getElementById('detail').hidden = false;
@@ -478,20 +504,28 @@ function detailSub(c) {
   return parts.join(' · ');
 }
 
+// Which versions of the open call's sections are on screen (see `v` in newCall).
+let shownDetail = { id: null };
+
 function renderDetail(c) {
   if (!c) return;
-  document.getElementById('detail-title').textContent = c.summary.agent_id || 'Agent';
+  if (shownDetail.id !== c.id) shownDetail = { id: c.id };
+  setText(document.getElementById('detail-title'), c.summary.agent_id || 'Agent');
   document.getElementById('detail-title').setAttribute('tabindex', '-1');
-  document.getElementById('detail-sub').textContent = detailSub(c);
+  setText(document.getElementById('detail-sub'), detailSub(c));
   const alerts = alertsOf(c);
-  document.getElementById('detail-alerts').replaceChildren(
-    ...alerts.map((a) => h('span', { class: `badge ${a.level}` }, a.detail || a.text)),
-  );
-  renderScore(c);
-  renderTalk(document.getElementById('talk-box'), c.talk);
-  renderSparks(c);
+  patch(document.getElementById('detail-alerts'), alerts.map((a) => a.detail || a.text).join('|'),
+    () => alerts.map((a) => h('span', { class: `badge ${a.level}` }, a.detail || a.text)));
+  const fresh = (part) => {
+    if (shownDetail[part] === c.v[part]) return false;
+    shownDetail[part] = c.v[part];
+    return true;
+  };
+  if (fresh('score')) renderScore(c);
+  if (fresh('talk')) renderTalk(document.getElementById('talk-box'), c.talk);
+  if (fresh('sentiment')) renderSparks(c);
   renderTranscript(c);
-  renderHints(document.getElementById('hints'), c.hints, c.feedback);
+  if (fresh('hints')) renderHints(document.getElementById('hints'), c.hints, c.feedback);
   const wf = document.getElementById('whisper-send');
   wf.disabled = c.ended;
   document.getElementById('whisper-text').disabled = c.ended;
@@ -645,7 +679,10 @@ async function refreshDetail(force) {
   if (!c || !res.ok) return;
   for (const hn of res.body.hints || []) {
     const useful = feedbackOf(hn);
-    if (useful !== undefined) c.feedback.set(String(hn.id), useful);
+    if (useful !== undefined && c.feedback.get(String(hn.id)) !== useful) {
+      c.feedback.set(String(hn.id), useful);
+      c.v.hints += 1;
+    }
   }
   dirty.add(id);
   scheduleRender();
