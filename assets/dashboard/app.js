@@ -137,6 +137,10 @@ function onMessage(msg, at) {
       dirty.add(c.id);
       break;
     }
+    case 'warning':
+      // The node is shutting down; the socket closes next and reconnects (to another node).
+      if (msg.code === 'shutting_down') setText(document.getElementById('conn'), 'server restarting…');
+      return;
     case 'call_ended': {
       const c = calls.get(msg.call_id);
       if (!c) return;
