@@ -168,6 +168,12 @@ pub fn start_or_join_call(
     state: &AppState,
     spec: CallSpec,
 ) -> Result<actix::Addr<CallActor>, (Code, String)> {
+    if state.is_shutting_down() {
+        return Err((
+            Code::ShuttingDown,
+            "this node is shutting down; connect to another".into(),
+        ));
+    }
     if let Some(addr) = state.hub.call_addr(&spec.call_id) {
         let existing = state.hub.summary(&spec.call_id);
         if existing.is_some_and(|s| s.tenant != spec.tenant) {

@@ -90,6 +90,7 @@ async fn run(
     mut stream: actix_ws::AggregatedMessageStream,
 ) {
     let mut live = state.hub.subscribe_live();
+    let mut shutdown = state.shutdown.subscribe();
     let mut current = state
         .hub
         .call_of_agent(&tenant, &agent_id)
@@ -138,6 +139,15 @@ async fn run(
                 }
                 Err(RecvError::Closed) => break,
             },
+            _ = shutdown.changed() => {
+                let _ = session
+                    .text(crate::hub::warning_json(
+                        Code::ShuttingDown,
+                        "server is shutting down; reconnect to another node",
+                    ))
+                    .await;
+                break;
+            }
             msg = stream.recv() => match msg {
                 Some(Ok(AggregatedMessage::Text(text))) => {
                     let reply = handle_message(&state, &principal, current.as_deref(), &text).await;

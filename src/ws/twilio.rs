@@ -74,7 +74,7 @@ pub enum TwilioMessage {
 }
 
 impl TwilioMessage {
-    fn sequence(&self) -> Option<u64> {
+    pub fn sequence(&self) -> Option<u64> {
         let s = match self {
             TwilioMessage::Connected { .. } => return None,
             TwilioMessage::Start {
@@ -147,6 +147,12 @@ impl<T> Default for Reorder<T> {
 impl<T> Reorder<T> {
     /// Offers a message; returns those now deliverable, in order. Late duplicates are dropped.
     pub fn push(&mut self, seq: u64, item: T) -> Vec<T> {
+        // Twilio numbers messages from 1 upward. Nothing can follow u64::MAX (the counter below
+        // would overflow), so it is dropped as bogus before it can become the window's start.
+        if seq == u64::MAX {
+            metrics::DROPS.with_label_values(&["twilio_late"]).inc();
+            return Vec::new();
+        }
         let next = *self.next.get_or_insert(seq);
         if seq < next {
             metrics::DROPS.with_label_values(&["twilio_late"]).inc();
@@ -236,18 +242,35 @@ use super::native::Flow;
 impl TwilioConnection {
     async fn run(&mut self, mut stream: actix_ws::AggregatedMessageStream) {
         let mut limiter = RateLimiter::new(self.state.config.limits.max_messages_per_sec);
+        let mut shutdown = self.state.shutdown.subscribe();
+        let mut told_shutdown = false;
         loop {
+            let until = self.stopped_until;
+            let grace = async {
+                match until {
+                    Some(u) => tokio::time::sleep_until(u).await,
+                    None => std::future::pending().await,
+                }
+            };
             let flow = if let Some(call) = &mut self.call {
-                let until = self.stopped_until;
                 tokio::select! {
                     biased;
                     ev = call.events.recv() => forward(&mut self.session, ev).await,
                     msg = stream.recv() => self.on_message(msg, &mut limiter).await,
-                    _ = async { match until { Some(u) => tokio::time::sleep_until(u).await, None => std::future::pending().await } } => Flow::Close,
+                    _ = shutdown.changed(), if !told_shutdown => {
+                        told_shutdown = true;
+                        self.on_shutdown().await
+                    }
+                    _ = grace => Flow::Close,
                 }
             } else {
-                let msg = stream.recv().await;
-                self.on_message(msg, &mut limiter).await
+                tokio::select! {
+                    msg = stream.recv() => self.on_message(msg, &mut limiter).await,
+                    _ = shutdown.changed(), if !told_shutdown => {
+                        told_shutdown = true;
+                        Flow::Close
+                    }
+                }
             };
             if let Flow::Close = flow {
                 break;
@@ -255,6 +278,20 @@ impl TwilioConnection {
         }
         self.detach_all().await;
         let _ = self.session.clone().close(None).await;
+    }
+
+    /// The server is draining: say so, flush this stream's tracks, keep delivering their finals.
+    async fn on_shutdown(&mut self) -> Flow {
+        let _ = self
+            .session
+            .text(crate::hub::warning_json(
+                Code::ShuttingDown,
+                "server is shutting down; in-flight utterances are being finished",
+            ))
+            .await;
+        self.detach_all().await;
+        self.stopped_until = Some(tokio::time::Instant::now() + AFTER_STOP_GRACE);
+        Flow::Continue
     }
 
     async fn error(&mut self, code: Code, message: &str) -> Flow {
@@ -525,7 +562,7 @@ impl TwilioConnection {
             .and_then(|t| t.parse::<u64>().ok())
         {
             if let Some(next) = feed.next_ts {
-                if ts > next + GAP_TOLERANCE_MS {
+                if ts > next.saturating_add(GAP_TOLERANCE_MS) {
                     let gap_ms = (ts - next).min(MAX_GAP_FILL_MS);
                     bytes.resize(
                         (gap_ms * u64::from(TWILIO_RATE) / 1000) as usize,
@@ -537,7 +574,8 @@ impl TwilioConnection {
                 }
             }
             let dur_ms = payload.len() as u64 * 1000 / u64::from(TWILIO_RATE);
-            feed.next_ts = Some(ts.max(feed.next_ts.unwrap_or(0)) + dur_ms);
+            // Saturating: the timestamp is the client's word and may be near u64::MAX.
+            feed.next_ts = Some(ts.max(feed.next_ts.unwrap_or(0)).saturating_add(dur_ms));
         }
         bytes.extend_from_slice(&payload);
         if call
@@ -605,5 +643,16 @@ mod tests {
         }
         assert_eq!(out.first(), Some(&5));
         assert!(out.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn reorder_survives_the_largest_sequence_numbers() {
+        // u64::MAX used to overflow `next + 1` (fuzz target `twilio_reorder` drives this).
+        let mut r = Reorder::default();
+        assert!(r.push(u64::MAX, 0).is_empty());
+        assert_eq!(r.push(u64::MAX - 1, 1), vec![1]);
+        assert!(r.push(u64::MAX, 2).is_empty());
+        assert!(r.push(u64::MAX - 1, 3).is_empty());
+        assert_eq!(r.push(1, 4), Vec::<u64>::new());
     }
 }
