@@ -790,10 +790,14 @@ async function loadHistory(more = false) {
   if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No calls match.')));
 }
 
+let historyCallWanted = null; // the call the history page shows; older answers are dropped
+
 async function loadHistoryCall(id) {
+  historyCallWanted = id;
   const box = document.getElementById('history-detail');
-  const notice = document.getElementById('history-notice');
+  const notice = document.getElementById('history-call-notice');
   const res = await api(`/v1/calls/${encodeURIComponent(id)}`);
+  if (historyCallWanted !== id) return;
   if (!res.ok) {
     notice.textContent = denied(res, 'this call');
     notice.hidden = false;
@@ -827,6 +831,7 @@ async function loadHistoryCall(id) {
     scoreBox.replaceChildren(h('p', { class: 'muted' }, 'This call has no lead, so no score.'));
   } else {
     const sres = await api(`/v1/leads/${encodeURIComponent(call.lead_id)}/scores?limit=200`);
+    if (historyCallWanted !== id) return;
     if (!sres.ok) {
       scoreBox.replaceChildren(h('p', { class: 'muted' }, denied(sres, 'the score history')));
     } else {
@@ -881,7 +886,11 @@ function route() {
     const id = decodeURIComponent(hash.slice('#/history/'.length));
     loadHistory();
     if (hash.startsWith('#/history/') && id) loadHistoryCall(id);
-    else document.getElementById('history-detail').hidden = true;
+    else {
+      historyCallWanted = null;
+      document.getElementById('history-detail').hidden = true;
+      document.getElementById('history-call-notice').hidden = true;
+    }
   }
 }
 

@@ -175,8 +175,8 @@ describe('live call in the browser', { timeout: SUITE_TIMEOUT_MS }, () => {
     assert.equal(await page.locator('li.card').count(), 0, 'no hints of another agent');
     // The dashboard's history page says so instead of breaking.
     await page.goto(`${server.base}/#/history/${callId}`);
-    await page.locator('#history-notice:not([hidden])').waitFor({ timeout: 10000 });
-    assert.match(await page.locator('#history-notice').innerText(), /cannot see|No such/);
+    await page.locator('#history-call-notice:not([hidden])').waitFor({ timeout: 10000 });
+    assert.match(await page.locator('#history-call-notice').innerText(), /cannot see|No such/);
     assert.equal(await page.locator('#hd-transcript li').count(), 0);
     await shot(page, '06-other-agent-denied');
     await ctx.close();
