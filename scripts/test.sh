@@ -11,5 +11,6 @@ target/release/callcoach models fetch
 # tests that transcribe run at production speed.
 cargo test --release --workspace --no-fail-fast
 if [ -d tests/browser ] && [ "${CALLCOACH_SKIP_BROWSER:-0}" != 1 ]; then
-  (cd tests/browser && npm ci --no-audit --no-fund --silent && CALLCOACH_BIN="$PWD/../../target/release/callcoach" node --test)
+  # npm test runs the files one at a time (--test-concurrency=1): they share the 2 cores.
+  (cd tests/browser && npm ci --no-audit --no-fund --silent && CALLCOACH_BIN="$PWD/../../target/release/callcoach" npm test)
 fi

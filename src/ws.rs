@@ -106,7 +106,9 @@ pub fn may_stream_for(caller: &Caller, agent_id: &str, team: Option<&str>) -> bo
 pub fn call_team(caller: &Caller, declared: Option<&str>) -> Option<String> {
     match caller {
         IngestPrincipal::User(p) if p.role == Role::Agent => p.team.clone(),
-        _ => declared.map(str::to_owned),
+        // A supervisor streams for agents of their own team unless the softphone says otherwise.
+        IngestPrincipal::User(p) => declared.map(str::to_owned).or_else(|| p.team.clone()),
+        IngestPrincipal::Key(_) => declared.map(str::to_owned),
     }
 }
 

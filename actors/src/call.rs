@@ -352,7 +352,7 @@ impl CallActor {
         if self.warned_unavailable {
             self.warned_unavailable = false;
             self.emit(CallEvent::Warning {
-                code: Code::TranscriptionUnavailable,
+                code: Code::TranscriptionResumed,
                 message: "transcription resumed".into(),
             });
         }
@@ -550,37 +550,32 @@ impl CallActor {
         };
         open.partial_in_flight = true;
         let id = open.id;
-        ctx.spawn(
-            async move { receiver.await }
-                .into_actor(self)
-                .map(move |result, act, _ctx| {
-                    let Some(open) = act.tracks.get_mut(&track).and_then(|t| t.open.as_mut())
-                    else {
-                        return; // the final overtook this partial: finals are immutable
-                    };
-                    if open.id != id {
-                        return;
-                    }
-                    open.partial_in_flight = false;
-                    let Ok(Ok(t)) = result else { return };
-                    if t.text.is_empty() {
-                        return;
-                    }
-                    open.revision += 1;
-                    let transcript = Transcript {
-                        utterance_id: id,
-                        track,
-                        revision: open.revision,
-                        text: crate::redact::redact(&t.text).into_owned(),
-                        start_ms,
-                        end_ms,
-                    };
-                    let at = act.clock_ms();
-                    let hints = act.coach.on_partial(&transcript, at);
-                    act.emit(CallEvent::Partial(transcript));
-                    act.emit_hints(hints, None);
-                }),
-        );
+        ctx.spawn(receiver.into_actor(self).map(move |result, act, _ctx| {
+            let Some(open) = act.tracks.get_mut(&track).and_then(|t| t.open.as_mut()) else {
+                return; // the final overtook this partial: finals are immutable
+            };
+            if open.id != id {
+                return;
+            }
+            open.partial_in_flight = false;
+            let Ok(Ok(t)) = result else { return };
+            if t.text.is_empty() {
+                return;
+            }
+            open.revision += 1;
+            let transcript = Transcript {
+                utterance_id: id,
+                track,
+                revision: open.revision,
+                text: crate::redact::redact(&t.text).into_owned(),
+                start_ms,
+                end_ms,
+            };
+            let at = act.clock_ms();
+            let hints = act.coach.on_partial(&transcript, at);
+            act.emit(CallEvent::Partial(transcript));
+            act.emit_hints(hints, None);
+        }));
     }
 
     fn warn_backlog(&mut self) {
@@ -611,16 +606,14 @@ impl CallActor {
             match transcriber.submit(pending.utterance.samples.clone(), JobKind::Final) {
                 Ok(receiver) => {
                     self.finals_in_flight += 1;
-                    ctx.spawn(async move { receiver.await }.into_actor(self).map(
-                        move |result, act, ctx| {
-                            act.finals_in_flight -= 1;
-                            act.note_backlog_cleared();
-                            let result = result.unwrap_or(Err(TranscribeError::ShuttingDown));
-                            act.guarded(ctx, "final", |act, ctx| {
-                                act.finish_final(pending, result, ctx)
-                            });
-                        },
-                    ));
+                    ctx.spawn(receiver.into_actor(self).map(move |result, act, ctx| {
+                        act.finals_in_flight -= 1;
+                        act.note_backlog_cleared();
+                        let result = result.unwrap_or(Err(TranscribeError::ShuttingDown));
+                        act.guarded(ctx, "final", |act, ctx| {
+                            act.finish_final(pending, result, ctx)
+                        });
+                    }));
                 }
                 Err(_busy) => {
                     self.warn_backlog();
@@ -968,6 +961,10 @@ impl Handler<Feedback> for CallActor {
 
     fn handle(&mut self, msg: Feedback, _ctx: &mut Self::Context) {
         self.coach.feedback(msg.hint_id, msg.useful);
+        self.emit(CallEvent::Feedback {
+            hint_id: msg.hint_id,
+            useful: msg.useful,
+        });
     }
 }
 

@@ -213,6 +213,8 @@ pub enum Code {
     Backlog,
     /// Transcription is unavailable; the call continues on talk-time signals.
     TranscriptionUnavailable,
+    /// Transcription is back after `transcription_unavailable`.
+    TranscriptionResumed,
     /// The server is shutting down; reconnect to another node.
     ShuttingDown,
     Internal,
@@ -244,6 +246,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::Backlog => "backlog",
             Code::TranscriptionUnavailable => "transcription_unavailable",
+            Code::TranscriptionResumed => "transcription_resumed",
             Code::ShuttingDown => "shutting_down",
             Code::Internal => "internal",
             Code::BadRequest => "bad_request",
@@ -297,6 +300,11 @@ pub enum CallEvent {
     Error {
         code: Code,
         message: String,
+    },
+    /// The agent's verdict on a hint, from the overlay (dashboards show it next to the hint).
+    Feedback {
+        hint_id: Uuid,
+        useful: bool,
     },
     Ended {
         reason: String,
