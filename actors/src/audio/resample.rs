@@ -39,7 +39,7 @@ const SINC_LEN: usize = 64;
 const SINC_OVERSAMPLING: usize = 128;
 
 enum Engine {
-    Fft(FftFixedIn<f32>),
+    Fft(Box<FftFixedIn<f32>>),
     Sinc(Box<SincFixedIn<f32>>),
 }
 
@@ -126,7 +126,7 @@ impl StreamResampler {
                 let chunk = block.div_ceil(period_in) * period_in;
                 let r = FftFixedIn::new(input_rate as usize, out_rate as usize, chunk, 1, 1)
                     .map_err(|e| AudioError::Resampler(e.to_string()))?;
-                Engine::Fft(r)
+                Engine::Fft(Box::new(r))
             } else {
                 let params = SincInterpolationParameters {
                     sinc_len: SINC_LEN,
