@@ -8,6 +8,7 @@
 #   MANIFEST  default ../shared/data/speech/manifest.tsv (relative to the repo root)
 #   OUT_DIR   default target/peer (JSON lines per engine + compare.jsonl)
 #   env PEER_THREADS     threads for both engines (default 2: the machine's cores)
+#   env PEER_COMPUTE_TYPES  faster-whisper compute types to run (default "int8 float32")
 #   env CALLCOACH_BIN    callcoach binary (default: target/release/callcoach, built if missing)
 #   env CALLCOACH_WHISPER_MODEL   ggml model eval-asr uses (default: the imported tiny.en)
 #
@@ -20,6 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MANIFEST="$(realpath "${1:-$ROOT/../shared/data/speech/manifest.tsv}")"
 OUT="${2:-$ROOT/target/peer}"
 THREADS="${PEER_THREADS:-2}"
+COMPUTE_TYPES="${PEER_COMPUTE_TYPES:-int8 float32}"
 CACHE="$HOME/.cache/callcoach"
 VENV="$CACHE/peer-venv"
 PIP_CACHE="$CACHE/pip"
@@ -58,7 +60,7 @@ echo "peer: $(grep -c . "$MANIFEST") manifest lines, $THREADS threads, $(nproc) 
 
 # The engines run one after another in this one window, never at once, so neither steals the
 # other's cores.
-for ct in int8 float32; do
+for ct in $COMPUTE_TYPES; do
     "$PY" "$ROOT/benches/peer/peer.py" transcribe --model "$MODEL_DIR" --manifest "$MANIFEST" \
         --compute-type "$ct" --threads "$THREADS" | tee "$OUT/faster-whisper-$ct.jsonl"
 done
@@ -66,5 +68,6 @@ done
 "$BIN" eval-asr "$MANIFEST" --workers 1 --threads "$THREADS" --sequential | tee "$OUT/eval-asr.txt" >&2
 "$PY" "$ROOT/benches/peer/peer.py" score-callcoach --manifest "$MANIFEST" < "$OUT/eval-asr.txt" \
     | tee "$OUT/callcoach.jsonl"
-"$PY" "$ROOT/benches/peer/peer.py" compare "$OUT/callcoach.jsonl" "$OUT/faster-whisper-int8.jsonl" \
-    "$OUT/faster-whisper-float32.jsonl" | tee "$OUT/compare.jsonl"
+peers=()
+for ct in $COMPUTE_TYPES; do peers+=("$OUT/faster-whisper-$ct.jsonl"); done
+"$PY" "$ROOT/benches/peer/peer.py" compare "$OUT/callcoach.jsonl" "${peers[@]}" | tee "$OUT/compare.jsonl"
