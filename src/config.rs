@@ -85,6 +85,8 @@ pub struct LimitsFile {
     pub max_text_bytes: Option<usize>,
     pub max_messages_per_sec: Option<u32>,
     pub max_call_secs: Option<u64>,
+    pub api_per_ip_per_sec: Option<u32>,
+    pub api_per_token_per_sec: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -149,6 +151,12 @@ impl ConfigFile {
                     self.limits.max_messages_per_sec = Some(parse(key, v)?)
                 }
                 "CALLCOACH_MAX_CALL_SECS" => self.limits.max_call_secs = Some(parse(key, v)?),
+                "CALLCOACH_API_PER_IP_PER_SEC" => {
+                    self.limits.api_per_ip_per_sec = Some(parse(key, v)?)
+                }
+                "CALLCOACH_API_PER_TOKEN_PER_SEC" => {
+                    self.limits.api_per_token_per_sec = Some(parse(key, v)?)
+                }
                 "CALLCOACH_CRM_WEBHOOK_URL" => self.crm.webhook_url = Some(v.into()),
                 "CALLCOACH_CRM_WEBHOOK_SECRET" => self.crm.webhook_secret = Some(v.into()),
                 // Variables read elsewhere (e.g. by tests) are not config keys.
@@ -194,6 +202,9 @@ pub struct Limits {
     pub max_text_bytes: usize,
     pub max_messages_per_sec: u32,
     pub max_call: Duration,
+    /// REST rate limits (bursts are twice the rate). Behind a load balancer every request has
+    /// the balancer's address: raise the per-IP limit there.
+    pub api: crate::api::limits::ApiLimits,
 }
 
 #[derive(Debug, Clone)]
@@ -352,6 +363,26 @@ impl Config {
             max_call: Duration::from_secs(
                 file.limits.max_call_secs.unwrap_or(DEFAULT_MAX_CALL_SECS),
             ),
+            api: {
+                let default = crate::api::limits::ApiLimits::default();
+                let per_ip = file
+                    .limits
+                    .api_per_ip_per_sec
+                    .unwrap_or(default.per_ip_per_sec);
+                let per_token = file
+                    .limits
+                    .api_per_token_per_sec
+                    .unwrap_or(default.per_token_per_sec);
+                if per_ip == 0 || per_token == 0 {
+                    return Err(invalid("limits.api_per_*_per_sec", "must be at least 1"));
+                }
+                crate::api::limits::ApiLimits {
+                    per_ip_per_sec: per_ip,
+                    per_ip_burst: per_ip.saturating_mul(2),
+                    per_token_per_sec: per_token,
+                    per_token_burst: per_token.saturating_mul(2),
+                }
+            },
         };
         if limits.max_frame_bytes < 160 {
             return Err(invalid(

@@ -42,6 +42,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub services: Services,
     pub uploads: crate::api::Uploads,
+    /// REST rate limiters, built once so every worker counts against the same buckets.
+    pub governors: crate::api::limits::Governors,
     /// The CRM webhook dispatcher, when one is configured.
     pub crm: Option<crate::crm::DispatcherHandle>,
     /// Source ids for sockets feeding calls (unique per node).
@@ -63,7 +65,9 @@ impl AppState {
     ) -> Self {
         let pipeline = services.pipeline();
         let (shutdown, _) = watch::channel(false);
+        let governors = crate::api::limits::Governors::new(&config.limits.api);
         AppState {
+            governors,
             config,
             hub,
             pipeline,
@@ -131,7 +135,7 @@ pub fn build_app(
             "/v1/calls/{call_id}/whisper",
             web::post().to(whisper::whisper),
         )
-        .configure(crate::api::routes)
+        .configure(crate::api::routes_with(state.governors.clone()))
         .configure(|cfg| pages::configure(cfg, &assets))
 }
 
