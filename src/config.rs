@@ -330,13 +330,15 @@ impl Config {
             (None, None) => JwtKey::Hs256Secret(DEV_JWT_SECRET.to_owned()),
         };
 
-        // One worker with two threads measured best for latency on the 2-core reference machine
-        // (benches/README.md); bigger boxes raise workers.
+        // Two single-thread workers: whisper.cpp threads spin-wait on each other, so a 2-thread
+        // worker stalls ~10x whenever anything else holds a core, while 1-thread workers only
+        // share it; and agent and customer utterances decode side by side (benches/README.md,
+        // "Pool throughput by workers x threads"). Dedicated cores may prefer 1 x 2.
         let whisper = WhisperConfig {
             enabled: file.whisper.enabled.unwrap_or(true),
             model: file.whisper.model,
-            workers: nonzero("whisper.workers", file.whisper.workers.unwrap_or(1))?,
-            threads: nonzero("whisper.threads", file.whisper.threads.unwrap_or(2))?,
+            workers: nonzero("whisper.workers", file.whisper.workers.unwrap_or(2))?,
+            threads: nonzero("whisper.threads", file.whisper.threads.unwrap_or(1))?,
             // 64 queued utterances is ~1-2 minutes of speech at 1-2 s per utterance: past that,
             // real time is already lost and refusing (Busy) is more honest than queueing.
             queue_capacity: nonzero(
