@@ -305,6 +305,8 @@ pub enum End {
     Failed { error: String },
     /// Neither `ended` nor a close within the drain timeout after `stop`.
     DrainTimeout,
+    /// Native: the server answered `start` with an `error` instead of `ready`.
+    Refused { code: String, message: String },
 }
 
 /// What one replay saw.
@@ -439,6 +441,14 @@ where
             tokio::select! {
                 msg = ws.next() => match rec.take(msg, Source::Stream, &mut on_event) {
                     Step::Event(kind) if kind == "ready" => break,
+                    // Refused at the door (too_many_calls, forbidden, ...): no audio follows.
+                    Step::Event(kind) if kind == "error" => {
+                        let json = rec.pending.last().map(|p| &p.2);
+                        let field = |k: &str| json.and_then(|j| j.get(k)).and_then(Value::as_str).unwrap_or_default().to_owned();
+                        out.end = End::Refused { code: field("code"), message: field("message") };
+                        let _ = ws.close(None).await;
+                        return Ok(rec.finish(out, &mut on_event));
+                    }
                     Step::Event(_) | Step::Nothing => {}
                     Step::End(end) => { out.end = end; return Ok(rec.finish(out, &mut on_event)); }
                 },

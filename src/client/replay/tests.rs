@@ -296,17 +296,46 @@ async fn a_server_that_refuses_ends_the_replay_with_its_error() {
         .unwrap();
     server.await.unwrap();
     assert_eq!(out.frames_sent, 0);
+    // The error that came instead of `ready` is the reason (the close that follows is moot).
     assert_eq!(
         out.end,
-        End::Closed {
-            code: Some(1008),
-            reason: "bad_sample_rate".into()
+        End::Refused {
+            code: "bad_sample_rate".into(),
+            message: "no".into()
         }
     );
     assert!(matches!(
         out.call_events().next(),
         Some((_, CallEvent::Error { .. }))
     ));
+}
+
+#[tokio::test]
+async fn an_error_instead_of_ready_is_a_refusal_with_its_code() {
+    // The server refuses but keeps the socket open: the client must not wait for `ready`.
+    let (url, server) = peer(|m| match text_json(m) {
+        Some(v) if v["type"] == "start" => vec![Message::Text(
+            r#"{"type":"error","code":"too_many_calls","message":"at its limit"}"#.into(),
+        )],
+        _ => vec![],
+    })
+    .await;
+    let prepared = Prepared::new(&stereo(100), Protocol::Native, TrackLayout::default()).unwrap();
+    let started = Instant::now();
+    let out = replay(&prepared, &ReplayOptions::new(url), |_| {})
+        .await
+        .unwrap();
+    server.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(out.frames_sent, 0);
+    assert_eq!(
+        out.end,
+        End::Refused {
+            code: "too_many_calls".into(),
+            message: "at its limit".into()
+        }
+    );
+    assert_eq!(out.events.len(), 1);
 }
 
 #[tokio::test]
