@@ -1,9 +1,10 @@
 //! Per-utterance transcription latency over real speech clips of ~2 s, 5 s and 10 s
 //! (../shared/data/speech), through the real pool and model.
 //!
-//! Groups: `tuned` (the default decode policy: encoder window sized to the clip, guarded) and
-//! `full_window` (whisper.cpp's default 30 s window), both 1 worker × 2 threads, measured in one
-//! run so their ratio is meaningful on a shared machine. Model: `callcoach_models::
+//! Groups: `1x2/tuned` (the default decode policy: encoder window sized to the clip, guarded),
+//! `1x2/full_window` (whisper.cpp's default 30 s window), both 1 worker × 2 threads (the
+//! issue's bar), and `1x1/tuned` (one thread: whisper.cpp threads spin-wait, so on a busy
+//! machine one thread is the robust choice), measured in one run so ratios are meaningful. Model: `callcoach_models::
 //! default_model_path()` (run `callcoach models fetch` first). Figures: benches/README.md.
 
 use callcoach_actors::audio::file::decode_file;
@@ -32,7 +33,7 @@ fn speech_dir() -> PathBuf {
         })
 }
 
-fn pool(policy: DecodePolicy) -> TranscriberPool {
+fn pool(policy: DecodePolicy, threads: usize) -> TranscriberPool {
     let model = callcoach_models::default_model_path();
     assert!(
         model.is_file(),
@@ -41,7 +42,7 @@ fn pool(policy: DecodePolicy) -> TranscriberPool {
     );
     let mut cfg = TranscriberConfig::new(model);
     cfg.workers = NonZeroUsize::MIN;
-    cfg.threads_per_worker = NonZeroUsize::new(2).unwrap();
+    cfg.threads_per_worker = NonZeroUsize::new(threads).unwrap();
     cfg.policy = policy;
     TranscriberPool::start(cfg).expect("pool starts")
 }
@@ -54,20 +55,19 @@ fn bench(c: &mut Criterion) {
             (*label, Arc::from(audio.samples_16k_mono))
         })
         .collect();
-    let policies = [
-        ("tuned", DecodePolicy::default()),
-        (
-            "full_window",
-            DecodePolicy {
-                ctx_margin_frames: 0,
-                ..DecodePolicy::default()
-            },
-        ),
+    let full = DecodePolicy {
+        ctx_margin_frames: 0,
+        ..DecodePolicy::default()
+    };
+    let runs = [
+        ("1x2/tuned", DecodePolicy::default(), 2),
+        ("1x2/full_window", full, 2),
+        ("1x1/tuned", DecodePolicy::default(), 1),
     ];
-    for (name, policy) in policies {
-        let pool = pool(policy);
+    for (name, policy, threads) in runs {
+        let pool = pool(policy, threads);
         let t = pool.handle();
-        let mut group = c.benchmark_group(format!("transcribe_1x2/{name}"));
+        let mut group = c.benchmark_group(format!("transcribe_{name}"));
         group
             .sample_size(10)
             .measurement_time(Duration::from_secs(6))

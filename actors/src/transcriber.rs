@@ -191,12 +191,14 @@ pub struct TranscriberConfig {
 }
 
 impl TranscriberConfig {
-    /// Defaults for `model_path`: measured best split on 2 cores (benches/README.md).
+    /// Defaults for `model_path`. Workers × threads: the measured best split on 2 shared cores
+    /// is 2 workers × 1 thread (benches/README.md, "pool throughput"): whisper.cpp threads
+    /// spin-wait, so 2-thread workers ran ~10× slower whenever anything else was busy.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         Self {
             model_path: model_path.into(),
-            workers: NonZeroUsize::MIN,
-            threads_per_worker: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+            workers: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+            threads_per_worker: NonZeroUsize::MIN,
             queue_capacity: NonZeroUsize::new(FINAL_QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             allow_fault_injection: false,
             policy: DecodePolicy::default(),

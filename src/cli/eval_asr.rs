@@ -25,11 +25,11 @@ pub struct Args {
     /// ggml Whisper model (default: $CALLCOACH_WHISPER_MODEL or the imported tiny.en).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Pool workers.
-    #[arg(long, default_value = "1")]
-    pub workers: NonZeroUsize,
-    /// whisper.cpp threads per worker.
+    /// Pool workers (default: the measured best split on 2 cores, 2 × 1).
     #[arg(long, default_value = "2")]
+    pub workers: NonZeroUsize,
+    /// whisper.cpp threads per worker (they spin-wait: keep workers × threads ≤ cores).
+    #[arg(long, default_value = "1")]
     pub threads: NonZeroUsize,
     /// Encoder frames added to the clip's own (0 = always the full 30 s window).
     #[arg(long)]

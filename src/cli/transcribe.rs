@@ -26,8 +26,8 @@ pub struct Args {
     /// ggml Whisper model (default: $CALLCOACH_WHISPER_MODEL or the imported tiny.en).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// whisper.cpp threads.
-    #[arg(long, default_value = "2")]
+    /// whisper.cpp threads (they spin-wait: more threads than idle cores is much slower).
+    #[arg(long, default_value = "1")]
     pub threads: NonZeroUsize,
 }
 
@@ -43,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .model
         .unwrap_or_else(callcoach_models::default_model_path);
     let mut cfg = TranscriberConfig::new(&model);
+    cfg.workers = NonZeroUsize::MIN; // one file, one job
     cfg.threads_per_worker = args.threads;
     cfg.timestamps = args.timestamps;
     let pool = TranscriberPool::start(cfg).context("cannot start the transcriber")?;
