@@ -15,8 +15,9 @@ command -v python3 >/dev/null 2>&1 || want python3
 python3 -m pip --version >/dev/null 2>&1 || want python3-pip
 python3 -c 'import venv' >/dev/null 2>&1 || want python3-venv
 want unzip
-# Tests generate two-speaker calls with two TTS voices and check audio with sox.
-want espeak-ng; want festival; want sox
+# Tests generate two-speaker calls with two TTS voices (espeak-ng for the agent, festival with
+# the us-slt voice for the customer; --no-install-recommends would leave festival voiceless).
+want espeak-ng; want festival; want festvox-us-slt-hts; want sox
 # Browser tests drive Debian's Chromium with playwright-core from npm.
 if [ "${CALLCOACH_SKIP_BROWSER:-0}" != 1 ]; then
   want chromium
