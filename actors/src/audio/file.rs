@@ -52,6 +52,24 @@ fn decode_source(
     source: Box<dyn MediaSource>,
     hint_ext: Option<&str>,
 ) -> Result<DecodedAudio, AudioError> {
+    // symphonia 0.5 panics on some malformed headers (a WAV `fmt ` chunk with a zero sample rate
+    // reaches `TimeBase::new(1, 0)`; found by fuzz/fuzz_targets/audio_file.rs). Untrusted bytes
+    // must never panic, so a decoder panic becomes a `Decode` error. Nothing outlives the call,
+    // so no state can be observed half-updated after an unwind.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unguarded(source, hint_ext)
+    }))
+    .unwrap_or_else(|_| {
+        Err(AudioError::Decode(
+            "malformed file (decoder panicked)".into(),
+        ))
+    })
+}
+
+fn decode_unguarded(
+    source: Box<dyn MediaSource>,
+    hint_ext: Option<&str>,
+) -> Result<DecodedAudio, AudioError> {
     let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
     if let Some(ext) = hint_ext {
@@ -192,6 +210,13 @@ mod tests {
         out.extend_from_slice(&(data.len() as u32).to_le_bytes());
         out.extend_from_slice(&data);
         out
+    }
+
+    #[test]
+    fn zero_sample_rate_header_is_an_error_not_a_panic() {
+        // symphonia panics on this header; decode_bytes must answer with an error.
+        let err = decode_bytes(wav(0, 2, &[0.1; 64]), None).unwrap_err();
+        assert!(matches!(err, AudioError::Decode(_)), "{err}");
     }
 
     #[test]
