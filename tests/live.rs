@@ -485,6 +485,15 @@ async fn uploaded_recording_is_analysed_offline_and_stored() {
     let token = server.token("agent-1", Role::Agent);
     let http = reqwest::Client::new();
     let wav = std::fs::read(timeline.wav_path()).expect("call wav");
+    // The lead the recording is about, owned by the agent who uploads it.
+    http.post(server.http("/v1/leads"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"id": "lead-up", "name": "Dana Reyes", "owner_id": "agent-1", "team": "west"}))
+        .send()
+        .await
+        .expect("create lead")
+        .error_for_status()
+        .expect("lead created");
     let created: serde_json::Value = http
         .post(server.http("/v1/uploads?filename=sales-call.wav&lead_id=lead-up"))
         .bearer_auth(&token)

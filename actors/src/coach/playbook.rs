@@ -333,13 +333,15 @@ impl Playbook {
 pub fn normalize_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut space = true;
-    for c in text.chars() {
+    // Lower-case first, then filter: lower-casing can yield characters that are not letters
+    // ("İ" becomes "i" + a combining dot), and filtering after keeps the function idempotent.
+    for c in text.chars().flat_map(char::to_lowercase) {
         let c = match c {
             '\u{2019}' | '\u{2018}' | '`' => '\'',
             c => c,
         };
         if c.is_alphanumeric() || c == '\'' {
-            out.extend(c.to_lowercase());
+            out.push(c);
             space = false;
         } else if !space {
             out.push(' ');
