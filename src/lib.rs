@@ -11,8 +11,8 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
-pub mod cluster;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod crm;
 pub mod error;

@@ -551,8 +551,13 @@ async fn outbox_claims_lease_and_retries(db: &TestDb) {
     assert_eq!(s.outbox_pending().await.unwrap(), 2);
 
     // A row claimed but not attempted goes back without counting an attempt.
-    assert!(s.outbox_claim_due(10, lease).await.unwrap().is_empty(), "all leased");
-    s.outbox_release(retry[0].id, Timestamp::from_ms(0)).await.unwrap();
+    assert!(
+        s.outbox_claim_due(10, lease).await.unwrap().is_empty(),
+        "all leased"
+    );
+    s.outbox_release(retry[0].id, Timestamp::from_ms(0))
+        .await
+        .unwrap();
     let back = s.outbox_claim_due(10, lease).await.unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!((back[0].id, back[0].attempts), (retry[0].id, 1));
