@@ -14,7 +14,7 @@ pub mod overlay;
 pub mod twilio;
 
 use crate::actors::call::{CallActor, CallSpec};
-use crate::actors::Code;
+use crate::actors::{metrics, Code};
 use crate::auth::{IngestPrincipal, Principal, Role};
 use crate::error::ApiError;
 use crate::hub::{Fanout, CALL_CHANNEL_CAPACITY};
@@ -22,8 +22,11 @@ use crate::server::AppState;
 use crate::store::leads::Lead;
 use actix::Actor;
 use actix_web::HttpRequest;
+use actix_ws::Session;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 
 /// Largest WebSocket frame the codec accepts at all. Frames between the configured
 /// `max_frame_bytes` and this are answered with `frame_too_large` and the socket stays open;
@@ -257,6 +260,59 @@ fn lead_features(lead: &Lead) -> crate::actors::scorer::LeadFeatures {
         prior_contacts: u32::try_from(lead.prior_contacts.max(0)).unwrap_or(u32::MAX),
         days_since_last_contact: days_since,
         stage: lead.stage.as_str().parse().unwrap_or_default(),
+    }
+}
+
+/// Whether a connection loop should go on.
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// Sends an `error` event; the loop ends if the socket is gone.
+pub(crate) async fn send_error(session: &mut actix_ws::Session, code: Code, message: &str) -> Flow {
+    match session.text(crate::hub::error_json(code, message)).await {
+        Ok(()) => Flow::Continue,
+        Err(_) => Flow::Close,
+    }
+}
+
+/// A WebSocket protocol error (a frame over the hard cap, a broken frame): say so, then close.
+pub(crate) async fn protocol_error(
+    session: &mut actix_ws::Session,
+    error: actix_ws::ProtocolError,
+) -> Flow {
+    let (code, message) = match error {
+        actix_ws::ProtocolError::Overflow => (
+            Code::FrameTooLarge,
+            "frame exceeds the hard limit; closing".to_owned(),
+        ),
+        e => (Code::BadMessage, format!("websocket protocol error: {e}")),
+    };
+    let _ = send_error(session, code, &message).await;
+    Flow::Close
+}
+
+/// Sends one call event to the socket; ends the loop when the call ended or the socket closed.
+pub(crate) async fn forward(
+    session: &mut Session,
+    ev: Result<Arc<str>, broadcast::error::RecvError>,
+) -> Flow {
+    match ev {
+        Ok(json) => {
+            let ended = json.starts_with("{\"type\":\"ended\"");
+            if session.text(json.to_string()).await.is_err() || ended {
+                return Flow::Close;
+            }
+            Flow::Continue
+        }
+        Err(broadcast::error::RecvError::Lagged(n)) => {
+            metrics::DROPS
+                .with_label_values(&["socket_lagged"])
+                .inc_by(n);
+            Flow::Continue
+        }
+        Err(broadcast::error::RecvError::Closed) => Flow::Close,
     }
 }
 

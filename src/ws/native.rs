@@ -10,14 +10,14 @@
 //! refused. Nothing a client sends can take down the call of another socket.
 
 use super::{
-    authenticate_ingest, call_team, may_stream_for, start_or_join_call, Admit, Caller, Credentials,
-    RateLimiter, AFTER_STOP_GRACE, HARD_MAX_FRAME_BYTES,
+    authenticate_ingest, call_team, forward, may_stream_for, protocol_error, send_error,
+    start_or_join_call, Admit, Caller, Credentials, Flow, RateLimiter, AFTER_STOP_GRACE,
+    HARD_MAX_FRAME_BYTES,
 };
 use crate::actors::audio::pcm::Encoding;
 use crate::actors::call::{AttachSource, Audio, CallActor, CallSpec, DetachSource, SourceId};
 use crate::actors::{metrics, Code, Track};
 use crate::auth::IngestPrincipal;
-use crate::hub::error_json;
 use crate::server::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, Session};
@@ -188,12 +188,6 @@ struct Connection {
     phase: Phase,
 }
 
-/// Whether the connection loop should go on.
-pub(crate) enum Flow {
-    Continue,
-    Close,
-}
-
 impl Connection {
     async fn run(&mut self, mut stream: actix_ws::AggregatedMessageStream) {
         let mut limiter = RateLimiter::new(self.state.config.limits.max_messages_per_sec);
@@ -233,10 +227,7 @@ impl Connection {
     }
 
     async fn error(&mut self, code: Code, message: &str) -> Flow {
-        match self.session.text(error_json(code, message)).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
+        send_error(&mut self.session, code, message).await
     }
 
     async fn on_message(
@@ -246,18 +237,7 @@ impl Connection {
     ) -> Flow {
         let msg = match msg {
             None => return Flow::Close,
-            Some(Err(actix_ws::ProtocolError::Overflow)) => {
-                let _ = self
-                    .error(Code::FrameTooLarge, "frame exceeds the hard limit; closing")
-                    .await;
-                return Flow::Close;
-            }
-            Some(Err(e)) => {
-                let _ = self
-                    .error(Code::BadMessage, &format!("websocket protocol error: {e}"))
-                    .await;
-                return Flow::Close;
-            }
+            Some(Err(e)) => return protocol_error(&mut self.session, e).await,
             Some(Ok(msg)) => msg,
         };
         if matches!(
@@ -469,29 +449,6 @@ impl Connection {
             }
             other => other,
         };
-    }
-}
-
-/// Sends one call event to the socket; ends the loop when the call ended or the socket closed.
-pub(crate) async fn forward(
-    session: &mut Session,
-    ev: Result<Arc<str>, broadcast::error::RecvError>,
-) -> Flow {
-    match ev {
-        Ok(json) => {
-            let ended = json.starts_with("{\"type\":\"ended\"");
-            if session.text(json.to_string()).await.is_err() || ended {
-                return Flow::Close;
-            }
-            Flow::Continue
-        }
-        Err(broadcast::error::RecvError::Lagged(n)) => {
-            metrics::DROPS
-                .with_label_values(&["socket_lagged"])
-                .inc_by(n);
-            Flow::Continue
-        }
-        Err(broadcast::error::RecvError::Closed) => Flow::Close,
     }
 }
 

@@ -9,16 +9,15 @@
 //! Messages are re-ordered by `sequenceNumber` in a small window, and a gap in a track's
 //! `timestamp` is filled with silence so the audio clock (and talk-time coaching) stays true.
 
-use super::native::forward;
 use super::{
-    authenticate_presented, call_team, may_stream_for, start_or_join_call, Admit, Credentials,
-    RateLimiter, AFTER_STOP_GRACE, HARD_MAX_FRAME_BYTES,
+    authenticate_presented, call_team, forward, may_stream_for, protocol_error, send_error,
+    start_or_join_call, Admit, Credentials, Flow, RateLimiter, AFTER_STOP_GRACE,
+    HARD_MAX_FRAME_BYTES,
 };
 use crate::actors::audio::pcm::Encoding;
 use crate::actors::call::{AttachSource, Audio, CallActor, CallSpec, DetachSource, SourceId};
 use crate::actors::{metrics, Code, Track};
 use crate::auth::IngestPrincipal;
-use crate::hub::error_json;
 use crate::server::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, Session};
@@ -237,8 +236,6 @@ struct TwilioConnection {
     stopped_until: Option<tokio::time::Instant>,
 }
 
-use super::native::Flow;
-
 impl TwilioConnection {
     async fn run(&mut self, mut stream: actix_ws::AggregatedMessageStream) {
         let mut limiter = RateLimiter::new(self.state.config.limits.max_messages_per_sec);
@@ -295,10 +292,7 @@ impl TwilioConnection {
     }
 
     async fn error(&mut self, code: Code, message: &str) -> Flow {
-        match self.session.text(error_json(code, message)).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close,
-        }
+        send_error(&mut self.session, code, message).await
     }
 
     async fn on_message(
@@ -308,18 +302,7 @@ impl TwilioConnection {
     ) -> Flow {
         let text = match msg {
             None => return Flow::Close,
-            Some(Err(actix_ws::ProtocolError::Overflow)) => {
-                let _ = self
-                    .error(Code::FrameTooLarge, "message exceeds the hard limit")
-                    .await;
-                return Flow::Close;
-            }
-            Some(Err(e)) => {
-                let _ = self
-                    .error(Code::BadMessage, &format!("websocket protocol error: {e}"))
-                    .await;
-                return Flow::Close;
-            }
+            Some(Err(e)) => return protocol_error(&mut self.session, e).await,
             Some(Ok(AggregatedMessage::Text(t))) => t,
             Some(Ok(AggregatedMessage::Binary(_))) => {
                 return self
