@@ -3,7 +3,7 @@
 //!
 //! Groups: `1x2/tuned` (the default decode policy: encoder window sized to the clip, guarded),
 //! `1x2/full_window` (whisper.cpp's default 30 s window), both 1 worker × 2 threads (the
-//! issue's bar), and `1x1/tuned` (one thread: whisper.cpp threads spin-wait, so on a busy
+//! issue's bar), `1x2/tuned_flash_attn` (whisper.cpp's flash-attention kernels), and `1x1/tuned` (one thread: whisper.cpp threads spin-wait, so on a busy
 //! machine one thread is the robust choice), measured in one run so ratios are meaningful. Model: `callcoach_models::
 //! default_model_path()` (run `callcoach models fetch` first). Figures: benches/README.md.
 
@@ -33,7 +33,7 @@ fn speech_dir() -> PathBuf {
         })
 }
 
-fn pool(policy: DecodePolicy, threads: usize) -> TranscriberPool {
+fn pool(policy: DecodePolicy, threads: usize, flash_attn: bool) -> TranscriberPool {
     let model = callcoach_models::default_model_path();
     assert!(
         model.is_file(),
@@ -44,6 +44,7 @@ fn pool(policy: DecodePolicy, threads: usize) -> TranscriberPool {
     cfg.workers = NonZeroUsize::MIN;
     cfg.threads_per_worker = NonZeroUsize::new(threads).unwrap();
     cfg.policy = policy;
+    cfg.flash_attn = flash_attn;
     TranscriberPool::start(cfg).expect("pool starts")
 }
 
@@ -60,12 +61,13 @@ fn bench(c: &mut Criterion) {
         ..DecodePolicy::default()
     };
     let runs = [
-        ("1x2/tuned", DecodePolicy::default(), 2),
-        ("1x2/full_window", full, 2),
-        ("1x1/tuned", DecodePolicy::default(), 1),
+        ("1x2/tuned", DecodePolicy::default(), 2, false),
+        ("1x2/tuned_flash_attn", DecodePolicy::default(), 2, true),
+        ("1x2/full_window", full, 2, false),
+        ("1x1/tuned", DecodePolicy::default(), 1, false),
     ];
-    for (name, policy, threads) in runs {
-        let pool = pool(policy, threads);
+    for (name, policy, threads, flash_attn) in runs {
+        let pool = pool(policy, threads, flash_attn);
         let t = pool.handle();
         let mut group = c.benchmark_group(format!("transcribe_{name}"));
         group

@@ -6,7 +6,7 @@
 
 use callcoach_actors::audio::file::decode_file;
 use callcoach_actors::transcriber::{
-    JobKind, TranscribeError, Transcriber, TranscriberConfig, TranscriberPool,
+    CancelToken, JobKind, TranscribeError, Transcriber, TranscriberConfig, TranscriberPool,
 };
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -170,6 +170,72 @@ fn full_queues_answer_busy_and_partials_yield_to_finals() {
         .submit(clip, JobKind::Partial)
         .expect("partial accepted when idle");
     assert!(partial.blocking_recv().unwrap().is_ok());
+}
+
+/// Waits (up to 5 s) until every worker of `t` is decoding.
+fn wait_all_busy(t: &Transcriber) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while t.backlog().busy_workers < t.backlog().workers {
+        assert!(std::time::Instant::now() < deadline, "worker never started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn finals_preempt_running_partials_and_cancelled_jobs_stop() {
+    let p = pool(1, 4, false);
+    let t = p.handle();
+    let long = speak(
+        "This is a long preview of an utterance that is still going on, with many words in it, \
+         so that its decode takes a good while on a single thread and can be interrupted.",
+    );
+    let short = speak("Can you send me a quote for the premium plan?");
+    let before = transcribe(&t, Arc::clone(&long)).text;
+
+    // A final queued while the only worker decodes a partial takes that worker.
+    let partial = t.submit(Arc::clone(&long), JobKind::Partial).unwrap();
+    wait_all_busy(&t);
+    let fin = t.submit(Arc::clone(&short), JobKind::Final).unwrap();
+    assert!(matches!(
+        partial.blocking_recv().unwrap(),
+        Err(TranscribeError::Cancelled)
+    ));
+    let r = fin.blocking_recv().unwrap().expect("the final is decoded");
+    assert!(
+        recall("can you send me a quote", &r.text) >= 0.8,
+        "{:?}",
+        r.text
+    );
+
+    // A job cancelled while it waits in the queue is answered without being decoded.
+    let busy = t.submit(Arc::clone(&long), JobKind::Final).unwrap();
+    wait_all_busy(&t);
+    let token = CancelToken::new();
+    let queued = t
+        .submit_with(Arc::clone(&short), JobKind::Final, token.clone())
+        .unwrap();
+    token.cancel();
+    assert!(busy.blocking_recv().unwrap().is_ok());
+    assert!(matches!(
+        queued.blocking_recv().unwrap(),
+        Err(TranscribeError::Cancelled)
+    ));
+
+    // A running final stops early when cancelled: it had started (the worker was busy), so a
+    // `Cancelled` answer means whisper.cpp aborted it (a finished decode answers `Ok`).
+    let token = CancelToken::new();
+    let running = t
+        .submit_with(Arc::clone(&long), JobKind::Final, token.clone())
+        .unwrap();
+    wait_all_busy(&t);
+    token.cancel();
+    assert!(matches!(
+        running.blocking_recv().unwrap(),
+        Err(TranscribeError::Cancelled)
+    ));
+    // The aborted decodes left the worker's state sound: greedy decoding of the same clip
+    // gives the same text as before any abort.
+    assert_eq!(transcribe(&t, Arc::clone(&long)).text, before);
 }
 
 #[test]

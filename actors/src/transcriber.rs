@@ -16,6 +16,11 @@
 //!   [`TranscribeError::WorkerPanicked`], rebuilds the worker's state, and counts
 //!   `callcoach_actor_restarts_total{actor="transcriber_worker"}`. [`Transcriber::inject_panics`]
 //!   exercises that path when the pool was started with `allow_fault_injection`.
+//! * Finals pre-empt partials: when a final is queued and every worker is busy, one worker
+//!   decoding a partial is told to stop (a partial is a preview; the final is what the agent
+//!   waits for). whisper.cpp checks the request after the encoder and between decoder steps.
+//! * Cancellation: [`Transcriber::submit_with`] takes a [`CancelToken`]; a cancelled job is
+//!   answered [`TranscribeError::Cancelled`] without decoding, or stops at the next check.
 //! * Shutdown: [`TranscriberPool::shutdown`] (or drop) stops admission, lets workers finish the
 //!   job in hand, answers still-queued jobs with [`TranscribeError::ShuttingDown`] and joins.
 //!
@@ -86,6 +91,18 @@ static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["kind"],
     )
 });
+static PREEMPTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "callcoach_transcriber_partials_preempted_total",
+        "Partial decodes stopped so a waiting final could have their worker",
+    )
+});
+static CANCELLED: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "callcoach_transcriber_cancelled_total",
+        "Jobs answered Cancelled (skipped in the queue or stopped mid-decode)",
+    )
+});
 pub(crate) static RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
     metrics::counter(
         "callcoach_transcriber_retries_total",
@@ -109,6 +126,8 @@ pub enum TranscribeError {
     Whisper(String),
     #[error("transcriber worker panicked")]
     WorkerPanicked,
+    #[error("transcription was cancelled")]
+    Cancelled,
     #[error("fault injection is disabled for this pool")]
     FaultInjectionDisabled,
     #[error("invalid transcriber config: {0}")]
@@ -128,6 +147,30 @@ impl JobKind {
             JobKind::Final => "final",
             JobKind::Partial => "partial",
         }
+    }
+}
+
+/// Asks the pool to drop a job: before it starts (answered without decoding) or while it runs
+/// (whisper.cpp stops at its next abort check). Cheap to clone; all clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The flag whisper.cpp's abort callback reads (see `decode::run_pass`).
+    pub(crate) fn flag(&self) -> &AtomicBool {
+        &self.0
     }
 }
 
@@ -188,7 +231,12 @@ pub struct TranscriberConfig {
     pub policy: DecodePolicy,
     /// Segment timestamps in the output (slower; off for live utterances).
     pub timestamps: bool,
+    /// whisper.cpp's flash-attention kernels (benches/README.md, "flash attention").
+    pub flash_attn: bool,
 }
+
+/// Flash attention off until measured otherwise (benches/README.md).
+pub const DEFAULT_FLASH_ATTN: bool = false;
 
 impl TranscriberConfig {
     /// Defaults for `model_path`. Workers × threads: the measured best split on 2 shared cores
@@ -203,6 +251,7 @@ impl TranscriberConfig {
             allow_fault_injection: false,
             policy: DecodePolicy::default(),
             timestamps: false,
+            flash_attn: DEFAULT_FLASH_ATTN,
         }
     }
 }
@@ -210,19 +259,28 @@ impl TranscriberConfig {
 struct Job {
     samples: Arc<[f32]>,
     kind: JobKind,
+    cancel: CancelToken,
     enqueued: Instant,
     reply: oneshot::Sender<Result<Transcription, TranscribeError>>,
 }
 
+/// What one worker is decoding, so a queued final can pre-empt a running partial.
+type Running = Mutex<Option<(JobKind, CancelToken)>>;
+
 struct Shared {
     finals: Sender<Job>,
     partials: Sender<Job>,
+    /// One slot per worker.
+    running: Vec<Running>,
     busy: AtomicUsize,
     workers: usize,
     closed: AtomicBool,
     inject: AtomicU32,
     allow_fault_injection: bool,
 }
+
+/// The answer to a submitted job.
+pub type Reply = oneshot::Receiver<Result<Transcription, TranscribeError>>;
 
 /// Handle for submitting clips; cheap to clone, usable from any thread or task.
 #[derive(Clone)]
@@ -247,12 +305,14 @@ impl TranscriberPool {
             });
         }
         whisper_rs::install_logging_hooks();
-        let ctx =
-            WhisperContext::new_with_params(&cfg.model_path, WhisperContextParameters::default())
-                .map_err(|e| TranscribeError::ModelLoad {
+        let mut params = WhisperContextParameters::default();
+        params.flash_attn(cfg.flash_attn);
+        let ctx = WhisperContext::new_with_params(&cfg.model_path, params).map_err(|e| {
+            TranscribeError::ModelLoad {
                 path: cfg.model_path.clone(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         let ctx = Arc::new(ctx);
         let workers = cfg.workers.get();
         let (final_tx, final_rx) = bounded(cfg.queue_capacity.get());
@@ -261,6 +321,7 @@ impl TranscriberPool {
         let shared = Arc::new(Shared {
             finals: final_tx,
             partials: partial_tx,
+            running: (0..workers).map(|_| Mutex::new(None)).collect(),
             busy: AtomicUsize::new(0),
             workers,
             closed: AtomicBool::new(false),
@@ -332,12 +393,17 @@ impl Drop for TranscriberPool {
 
 impl Transcriber {
     /// Queues a clip (16 kHz mono f32). Answers `Busy` at once when the clip cannot be queued.
-    #[allow(clippy::type_complexity)]
-    pub fn submit(
+    pub fn submit(&self, samples: Arc<[f32]>, kind: JobKind) -> Result<Reply, TranscribeError> {
+        self.submit_with(samples, kind, CancelToken::new())
+    }
+
+    /// [`Self::submit`] with a token that can withdraw the job later.
+    pub fn submit_with(
         &self,
         samples: Arc<[f32]>,
         kind: JobKind,
-    ) -> Result<oneshot::Receiver<Result<Transcription, TranscribeError>>, TranscribeError> {
+        cancel: CancelToken,
+    ) -> Result<Reply, TranscribeError> {
         let s = &self.shared;
         if s.closed.load(Ordering::SeqCst) {
             return Err(TranscribeError::ShuttingDown);
@@ -346,6 +412,7 @@ impl Transcriber {
         let job = Job {
             samples,
             kind,
+            cancel,
             enqueued: Instant::now(),
             reply: tx,
         };
@@ -357,6 +424,9 @@ impl Transcriber {
         match sent {
             Ok(()) => {
                 QUEUE_DEPTH.set((s.finals.len() + s.partials.len()) as i64);
+                if kind == JobKind::Final && s.busy.load(Ordering::SeqCst) >= s.workers {
+                    self.preempt_a_partial();
+                }
                 Ok(rx)
             }
             Err(TrySendError::Full(_)) => {
@@ -365,6 +435,38 @@ impl Transcriber {
             }
             Err(TrySendError::Disconnected(_)) => Err(TranscribeError::ShuttingDown),
         }
+    }
+
+    /// Stops one running partial (if any) so the final just queued gets its worker.
+    fn preempt_a_partial(&self) {
+        for slot in &self.shared.running {
+            let slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((JobKind::Partial, cancel)) = slot.as_ref() {
+                if !cancel.is_cancelled() {
+                    cancel.cancel();
+                    PREEMPTED.inc();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether a final submitted now would start at once: no final waits, and a worker is free
+    /// or decoding a partial (which the final pre-empts).
+    pub fn final_would_start_now(&self) -> bool {
+        let s = &self.shared;
+        if !s.finals.is_empty() {
+            return false;
+        }
+        if s.busy.load(Ordering::SeqCst) < s.workers {
+            return true; // a free worker takes finals before partials
+        }
+        s.running.iter().any(|slot| {
+            matches!(
+                slot.lock().unwrap_or_else(PoisonError::into_inner).as_ref(),
+                Some((JobKind::Partial, cancel)) if !cancel.is_cancelled()
+            )
+        })
     }
 
     /// Submits and waits for the answer.
@@ -438,6 +540,11 @@ impl Worker {
                 let _ = job.reply.send(Err(TranscribeError::ShuttingDown));
                 continue;
             }
+            if job.cancel.is_cancelled() {
+                CANCELLED.inc();
+                let _ = job.reply.send(Err(TranscribeError::Cancelled));
+                continue;
+            }
             self.handle(job);
         }
         // Answer whatever is still queued so no caller waits forever.
@@ -457,6 +564,9 @@ impl Worker {
             waited_ms = waited.as_millis() as u64,
             "job started"
         );
+        *s.running[self.id]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((job.kind, job.cancel.clone()));
         s.busy.fetch_add(1, Ordering::SeqCst);
         BUSY_WORKERS.inc();
         let inject = s
@@ -468,7 +578,7 @@ impl Worker {
                 panic!("injected fault in transcriber worker {}", self.id);
             }
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            decode::transcribe(&mut state, &job.samples, &self.opts)
+            decode::transcribe(&mut state, &job.samples, &self.opts, &job.cancel)
         }));
         let answer = match result {
             Ok(r) => {
@@ -498,6 +608,16 @@ impl Worker {
                 Err(TranscribeError::WorkerPanicked)
             }
         };
+        let answer = match answer {
+            Err(_) if job.cancel.is_cancelled() => {
+                CANCELLED.inc();
+                Err(TranscribeError::Cancelled)
+            }
+            other => other,
+        };
+        *s.running[self.id]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         s.busy.fetch_sub(1, Ordering::SeqCst);
         BUSY_WORKERS.dec();
         // The caller may have given up (dropped the receiver): nothing to do then.

@@ -6,7 +6,9 @@
 //! calls no-speech yields no text, so silence never becomes "Thank you.".
 
 use super::policy::{self, DecodePolicy, FULL_AUDIO_CTX};
-use super::{Segment, TranscribeError, Transcription};
+use super::{CancelToken, Segment, TranscribeError, Transcription};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperState};
 
@@ -39,6 +41,7 @@ pub fn transcribe(
     state: &mut WhisperState,
     samples: &[f32],
     opts: &DecodeOptions,
+    cancel: &CancelToken,
 ) -> Result<Transcription, TranscribeError> {
     let started = Instant::now();
     let seconds = samples.len() as f32 / SAMPLE_RATE as f32;
@@ -67,6 +70,7 @@ pub fn transcribe(
             state,
             samples,
             opts,
+            cancel,
             ctx,
             if long { 0 } else { budget },
             long,
@@ -129,10 +133,21 @@ pub fn transcribe(
     })
 }
 
+/// whisper.cpp's abort callback: reads the job's cancel flag.
+///
+/// # Safety
+/// `flag` must point to a live `AtomicBool`.
+unsafe extern "C" fn cancel_requested(flag: *mut c_void) -> bool {
+    // SAFETY: `run_pass` passes the flag of a `CancelToken` it borrows for the whole `full`
+    // call, and whisper.cpp calls this only inside `full`.
+    unsafe { (*(flag as *const AtomicBool)).load(Ordering::Relaxed) }
+}
+
 fn run_pass(
     state: &mut WhisperState,
     samples: &[f32],
     opts: &DecodeOptions,
+    cancel: &CancelToken,
     audio_ctx: u32,
     max_tokens: u32,
     long: bool,
@@ -156,6 +171,16 @@ fn run_pass(
     p.set_temperature_inc(0.0);
     p.set_audio_ctx(audio_ctx as i32);
     p.set_max_tokens(max_tokens as i32);
+    // whisper-rs's `set_abort_callback_safe` reads its boxed closure back as the wrong type and
+    // leaks it on every call, so the raw callback is used with a flag that outlives the call.
+    // SAFETY: `cancel` is borrowed until `full` returns; `cancel_requested` only reads it.
+    unsafe {
+        p.set_abort_callback(Some(cancel_requested));
+        p.set_abort_callback_user_data(cancel.flag() as *const AtomicBool as *mut c_void);
+    }
+    if cancel.is_cancelled() {
+        return Err(TranscribeError::Cancelled);
+    }
     state
         .full(p, samples)
         .map_err(|e| TranscribeError::Whisper(e.to_string()))?;
