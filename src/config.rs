@@ -74,6 +74,7 @@ pub struct WhisperFile {
     pub workers: Option<usize>,
     pub threads: Option<usize>,
     pub queue_capacity: Option<usize>,
+    pub flash_attn: Option<bool>,
     pub allow_fault_injection: Option<bool>,
 }
 
@@ -93,6 +94,7 @@ pub struct LimitsFile {
 #[serde(deny_unknown_fields)]
 pub struct SegmenterFile {
     pub endpoint_silence_ms: Option<u64>,
+    pub speculate_after_ms: Option<u64>,
     pub max_utterance_ms: Option<u64>,
     pub partial_interval_ms: Option<u64>,
 }
@@ -142,8 +144,15 @@ impl ConfigFile {
                 "CALLCOACH_WHISPER_WORKERS" => self.whisper.workers = Some(parse(key, v)?),
                 "CALLCOACH_WHISPER_THREADS" => self.whisper.threads = Some(parse(key, v)?),
                 "CALLCOACH_WHISPER_QUEUE" => self.whisper.queue_capacity = Some(parse(key, v)?),
+                "CALLCOACH_WHISPER_FLASH_ATTN" => self.whisper.flash_attn = Some(parse(key, v)?),
                 "CALLCOACH_FAULT_INJECTION" => {
                     self.whisper.allow_fault_injection = Some(parse(key, v)?)
+                }
+                "CALLCOACH_ENDPOINT_SILENCE_MS" => {
+                    self.segmenter.endpoint_silence_ms = Some(parse(key, v)?)
+                }
+                "CALLCOACH_SPECULATE_AFTER_MS" => {
+                    self.segmenter.speculate_after_ms = Some(parse(key, v)?)
                 }
                 "CALLCOACH_MAX_CALLS" => self.limits.max_calls = Some(parse(key, v)?),
                 "CALLCOACH_MAX_FRAME_BYTES" => self.limits.max_frame_bytes = Some(parse(key, v)?),
@@ -191,6 +200,8 @@ pub struct WhisperConfig {
     pub workers: NonZeroUsize,
     pub threads: NonZeroUsize,
     pub queue_capacity: NonZeroUsize,
+    /// whisper.cpp's flash attention kernels (see `TranscriberConfig::flash_attn`).
+    pub flash_attn: bool,
     pub allow_fault_injection: bool,
 }
 
@@ -210,6 +221,9 @@ pub struct Limits {
 #[derive(Debug, Clone)]
 pub struct SegmenterConfig {
     pub endpoint_silence: Duration,
+    /// Silence after which a pausing utterance is decoded on an idle worker ahead of the
+    /// endpoint; zero turns it off.
+    pub speculate_after: Duration,
     pub max_utterance: Duration,
     pub partial_interval: Duration,
 }
@@ -265,6 +279,9 @@ const DEFAULT_MAX_CALL_SECS: u64 = 4 * 3600;
 /// Design: endpoint after ~300-500 ms of silence; 400 ms keeps finals fast without cutting
 /// mid-sentence pauses (measured on the generated call in tests).
 const DEFAULT_ENDPOINT_SILENCE_MS: u64 = 400;
+/// 100 ms: past the gaps between words, so most offers end a phrase; early enough that the
+/// decode is done when the endpoint comes (benches/README.md, "utterance end → final").
+const DEFAULT_SPECULATE_AFTER_MS: u64 = 100;
 /// Design: force-cut long speech at ~15 s so finals (and the hints built on them) keep flowing.
 const DEFAULT_MAX_UTTERANCE_MS: u64 = 15_000;
 /// Design: partial hypotheses about every second.
@@ -345,6 +362,10 @@ impl Config {
                 "whisper.queue_capacity",
                 file.whisper.queue_capacity.unwrap_or(64),
             )?,
+            flash_attn: file
+                .whisper
+                .flash_attn
+                .unwrap_or(callcoach_actors::transcriber::DEFAULT_FLASH_ATTN),
             allow_fault_injection: file.whisper.allow_fault_injection.unwrap_or(false),
         };
 
@@ -405,6 +426,11 @@ impl Config {
                     .endpoint_silence_ms
                     .unwrap_or(DEFAULT_ENDPOINT_SILENCE_MS),
             ),
+            speculate_after: Duration::from_millis(
+                file.segmenter
+                    .speculate_after_ms
+                    .unwrap_or(DEFAULT_SPECULATE_AFTER_MS),
+            ),
             max_utterance: Duration::from_millis(
                 file.segmenter
                     .max_utterance_ms
@@ -420,6 +446,14 @@ impl Config {
             return Err(invalid(
                 "segmenter.endpoint_silence_ms",
                 "must be within 100..=2000",
+            ));
+        }
+        if !segmenter.speculate_after.is_zero()
+            && segmenter.speculate_after >= segmenter.endpoint_silence
+        {
+            return Err(invalid(
+                "segmenter.speculate_after_ms",
+                "must be 0 (off) or below segmenter.endpoint_silence_ms",
             ));
         }
         if segmenter.max_utterance < Duration::from_secs(2)

@@ -225,11 +225,13 @@ fn services_config(
             t.threads_per_worker = w.threads;
             t.queue_capacity = w.queue_capacity;
             t.allow_fault_injection = w.allow_fault_injection;
+            t.flash_attn = w.flash_attn;
             t
         }),
         playbook: config.playbook.clone(),
         segmenter: crate::actors::segmenter::SegmenterConfig {
             endpoint_silence_ms: config.segmenter.endpoint_silence.as_millis() as u64,
+            speculate_after_ms: config.segmenter.speculate_after.as_millis() as u64,
             max_utterance_ms: config.segmenter.max_utterance.as_millis() as u64,
             partial_interval_ms: config.segmenter.partial_interval.as_millis() as u64,
             ..Default::default()

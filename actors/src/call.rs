@@ -22,9 +22,9 @@ use crate::scorer::EndCall as EndLead;
 use crate::scorer::{CallSignals, ScoringActor, UpdateScore};
 use crate::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 use crate::sentiment::{Analyze, SentimentActor, Trend};
-use crate::transcriber::{JobKind, TranscribeError, Transcriber, Transcription};
+use crate::transcriber::{CancelToken, JobKind, TranscribeError, Transcriber, Transcription};
 use actix::prelude::*;
-use prometheus::{Histogram, IntCounter, IntGauge};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, LazyLock};
@@ -110,6 +110,14 @@ static FINALS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
     metrics::counter(
         "callcoach_pipeline_finals_untranscribed_total",
         "Utterances that could not be transcribed (pool down or busy past the retry window)",
+    )
+});
+static SPECULATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    metrics::counter_vec(
+        "callcoach_call_speculative_decodes_total",
+        "Utterances offered for decoding during a pause, by outcome (used, withdrawn, skipped; \
+         closed_early: also ended the utterance before the endpoint)",
+        &["outcome"],
     )
 });
 static HINTS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -244,6 +252,27 @@ struct TrackState {
     open: Option<OpenUtterance>,
     /// Audio clock of this track in ms (16 kHz samples seen / 16).
     samples_16k: u64,
+    speculation: Option<Speculation>,
+}
+
+/// A decode started on a segmenter `Pause` offer, before the endpoint is certain. If the
+/// endpoint follows with the same span, its result is the final; if voice comes back, it is
+/// withdrawn (cancelled in the pool). Offers are decoded only when they start at once (a free
+/// worker, or one running a partial, which they pre-empt), so they never delay another final.
+struct Speculation {
+    seq: u64,
+    start_ms: u64,
+    end_ms: u64,
+    cancel: CancelToken,
+    /// Set when the decode finished before the endpoint.
+    result: Option<Result<Transcription, TranscribeError>>,
+}
+
+/// Whether a transcript reads as a finished sentence: it ends with `.`, `?` or `!` (not an
+/// ellipsis, which Whisper writes for speech that trails off).
+fn reads_as_finished(text: &str) -> bool {
+    let t = text.trim_end();
+    t.ends_with(['.', '?', '!']) && !t.ends_with("...")
 }
 
 struct PendingFinal {
@@ -270,7 +299,11 @@ pub struct CallActor {
     trends: HashMap<Track, Trend>,
     signals: CallSignals,
     pending_finals: VecDeque<PendingFinal>,
+    /// Finals submitted to the pool or waiting for their speculative decode.
     finals_in_flight: usize,
+    /// Finals whose audio is being decoded by a speculation, by its `seq`.
+    awaiting_speculation: HashMap<u64, PendingFinal>,
+    next_speculation: u64,
     circuit: Circuit,
     /// Whether a `warning` has been sent for the current transcription outage / backlog.
     warned_unavailable: bool,
@@ -295,6 +328,8 @@ impl CallActor {
             signals: CallSignals::default(),
             pending_finals: VecDeque::new(),
             finals_in_flight: 0,
+            awaiting_speculation: HashMap::new(),
+            next_speculation: 0,
             circuit: Circuit::Closed { failures: 0 },
             warned_unavailable: false,
             warned_backlog: false,
@@ -462,6 +497,12 @@ impl CallActor {
                     start_ms,
                     end_ms,
                 } => self.start_partial(track, samples.clone(), *start_ms, *end_ms, ctx),
+                SegmentEvent::Pause {
+                    samples,
+                    start_ms,
+                    end_ms,
+                } => self.speculate(track, samples.clone(), *start_ms, *end_ms, ctx),
+                SegmentEvent::Resume { .. } => self.withdraw_speculation(track),
                 SegmentEvent::Final {
                     samples,
                     start_ms,
@@ -480,12 +521,13 @@ impl CallActor {
                         end_ms: *end_ms,
                         samples: samples.clone(),
                     };
-                    self.pending_finals.push_back(PendingFinal {
+                    let pending = PendingFinal {
                         utterance,
                         first_tried: Instant::now(),
                         speech_end,
                         panics: 0,
-                    });
+                    };
+                    self.final_ready(pending, ctx);
                 }
             }
         }
@@ -493,6 +535,143 @@ impl CallActor {
             state.events = events;
         }
         self.submit_pending_finals(ctx);
+    }
+
+    /// Offers `track`'s pausing utterance to an idle worker (see [`Speculation`]).
+    fn speculate(
+        &mut self,
+        track: Track,
+        samples: Arc<[f32]>,
+        start_ms: u64,
+        end_ms: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        self.withdraw_speculation(track);
+        if !self.pending_finals.is_empty() {
+            return;
+        }
+        let Some(transcriber) = self.transcription_available() else {
+            return;
+        };
+        if !transcriber.final_would_start_now() {
+            SPECULATIONS.with_label_values(&["skipped"]).inc();
+            return;
+        }
+        let cancel = CancelToken::new();
+        let Ok(reply) = transcriber.submit_with(samples, JobKind::Final, cancel.clone()) else {
+            SPECULATIONS.with_label_values(&["skipped"]).inc();
+            return;
+        };
+        let seq = self.next_speculation;
+        self.next_speculation += 1;
+        if let Some(state) = self.tracks.get_mut(&track) {
+            state.speculation = Some(Speculation {
+                seq,
+                start_ms,
+                end_ms,
+                cancel,
+                result: None,
+            });
+        }
+        ctx.spawn(reply.into_actor(self).map(move |result, act, ctx| {
+            let result = result.unwrap_or(Err(TranscribeError::ShuttingDown));
+            act.guarded(ctx, "final", |act, ctx| {
+                act.speculation_done(track, seq, result, ctx)
+            });
+        }));
+    }
+
+    /// Voice came back (or a newer offer replaces this one): the decode is not needed.
+    fn withdraw_speculation(&mut self, track: Track) {
+        if let Some(spec) = self
+            .tracks
+            .get_mut(&track)
+            .and_then(|t| t.speculation.take())
+        {
+            spec.cancel.cancel();
+            SPECULATIONS.with_label_values(&["withdrawn"]).inc();
+        }
+    }
+
+    fn speculation_done(
+        &mut self,
+        track: Track,
+        seq: u64,
+        result: Result<Transcription, TranscribeError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(pending) = self.awaiting_speculation.remove(&seq) {
+            self.finals_in_flight -= 1;
+            self.finish_speculative_final(pending, result, ctx);
+        } else if let Some(state) = self.tracks.get_mut(&track) {
+            let close_early = state.segmenter.config().close_on_sentence_end
+                && matches!(&result, Ok(t) if reads_as_finished(&t.text));
+            let Some(spec) = state.speculation.as_mut().filter(|s| s.seq == seq) else {
+                return; // withdrawn: nothing waits for it
+            };
+            spec.result = Some(result);
+            let end_ms = spec.end_ms;
+            if close_early {
+                // Still silent and the words end a sentence: the endpoint's remaining wait
+                // would only delay the final. Voice since the offer keeps it open.
+                let mut events = std::mem::take(&mut state.events);
+                events.clear();
+                if state.segmenter.close_now(end_ms, &mut events) {
+                    SPECULATIONS.with_label_values(&["closed_early"]).inc();
+                }
+                state.events = events;
+                self.handle_segment_events(track, ctx);
+            }
+        }
+    }
+
+    /// A closed utterance: takes the speculative decode of the same span if there is one,
+    /// otherwise queues it for the pool.
+    fn final_ready(&mut self, pending: PendingFinal, ctx: &mut Context<Self>) {
+        let u = &pending.utterance;
+        let spec = self
+            .tracks
+            .get_mut(&u.track)
+            .and_then(|t| t.speculation.take());
+        match spec {
+            Some(spec) if spec.start_ms == u.start_ms && spec.end_ms == u.end_ms => {
+                SPECULATIONS.with_label_values(&["used"]).inc();
+                match spec.result {
+                    Some(result) => self.finish_speculative_final(pending, result, ctx),
+                    None => {
+                        self.finals_in_flight += 1;
+                        self.awaiting_speculation.insert(spec.seq, pending);
+                    }
+                }
+            }
+            other => {
+                if let Some(stale) = other {
+                    stale.cancel.cancel();
+                    SPECULATIONS.with_label_values(&["withdrawn"]).inc();
+                }
+                self.pending_finals.push_back(pending);
+            }
+        }
+    }
+
+    /// A speculative decode that failed is redone as an ordinary final, so speculation never
+    /// costs an utterance.
+    fn finish_speculative_final(
+        &mut self,
+        mut pending: PendingFinal,
+        result: Result<Transcription, TranscribeError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match result {
+            Ok(t) => self.finish_final(pending, Ok(t), ctx),
+            Err(e) => {
+                if matches!(e, TranscribeError::WorkerPanicked) {
+                    pending.panics += 1;
+                }
+                self.pending_finals.push_front(pending);
+                self.submit_pending_finals(ctx);
+            }
+        }
     }
 
     /// The id of the utterance open on `track`, closing it (the next speech gets a new id).
@@ -532,6 +711,14 @@ impl CallActor {
                 });
             }
         }
+        // A pausing utterance is already being decoded whole; a preview adds nothing.
+        if self
+            .tracks
+            .get(&track)
+            .is_some_and(|t| t.speculation.is_some())
+        {
+            return;
+        }
         let Some(open) = self.tracks.get_mut(&track).and_then(|t| t.open.as_mut()) else {
             return;
         };
@@ -540,6 +727,7 @@ impl CallActor {
             PARTIALS_SHED.inc();
             return;
         }
+
         let receiver = match transcriber.submit(samples, JobKind::Partial) {
             Ok(rx) => rx,
             Err(_) => {
@@ -762,6 +950,9 @@ impl CallActor {
             for state in self.tracks.values_mut() {
                 state.segmenter.reset();
                 state.open = None;
+                if let Some(spec) = state.speculation.take() {
+                    spec.cancel.cancel();
+                }
             }
             self.emit(CallEvent::Warning {
                 code: Code::Internal,
@@ -869,6 +1060,11 @@ impl Actor for CallActor {
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         LIVE_CALLS.dec();
+        for state in self.tracks.values_mut() {
+            if let Some(spec) = state.speculation.take() {
+                spec.cancel.cancel();
+            }
+        }
         if !self.ended {
             // Stopped from outside (all addresses dropped): still tell the world.
             self.ended = true;
@@ -911,6 +1107,7 @@ impl Handler<AttachSource> for CallActor {
                     events: Vec::new(),
                     open: None,
                     samples_16k: 0,
+                    speculation: None,
                 },
             ));
         }

@@ -13,9 +13,13 @@
 //!    [`SegmentEvent::SpeechStart`] is sent with the first voiced frame's time. Shorter blips
 //!    (a cough, a click, a mid-stream tone the VAD has not learned yet) vanish without events.
 //! 3. While it is open, a [`SegmentEvent::Partial`] snapshot goes out every `partial_interval_ms`.
-//! 4. After `endpoint_silence_ms` without a voiced frame it closes: [`SegmentEvent::SpeechEnd`]
-//!    and [`SegmentEvent::Final`], both ending at the end of the last voiced frame.
-//! 5. At `max_utterance_ms` it is force-cut (`forced: true`) at the quietest frame of the last
+//! 4. After `speculate_after_ms` without a voiced frame, a [`SegmentEvent::Pause`] offers the
+//!    utterance as it would close now, so the caller can start decoding it before the endpoint
+//!    is certain; voice coming back sends [`SegmentEvent::Resume`] and the offer is void.
+//! 5. After `endpoint_silence_ms` without a voiced frame it closes: [`SegmentEvent::SpeechEnd`]
+//!    and [`SegmentEvent::Final`], both ending at the end of the last voiced frame. A `Final`
+//!    with the same `start_ms` and `end_ms` as the last `Pause` carries the same samples.
+//! 6. At `max_utterance_ms` it is force-cut (`forced: true`) at the quietest frame of the last
 //!    second of voice, and the rest continues as a new utterance — voice did not stop, so no
 //!    `SpeechEnd`/`SpeechStart` pair is sent for the cut.
 
@@ -48,6 +52,12 @@ pub struct SegmenterConfig {
     /// Silence after the last voiced frame that ends an utterance. 400 ms: longer than the
     /// pauses inside a sentence (~100–300 ms), short enough for a hint within a second.
     pub endpoint_silence_ms: u64,
+    /// Silence after which the utterance is offered for speculative decoding
+    /// ([`SegmentEvent::Pause`]); 0, or not below `endpoint_silence_ms`, turns offers off.
+    pub speculate_after_ms: u64,
+    /// Let the caller end an utterance before the endpoint ([`Segmenter::close_now`]) when the
+    /// decode of its pause offer reads as a finished sentence (see `call`).
+    pub close_on_sentence_end: bool,
     /// Longest utterance before a forced cut (Whisper's window is 30 s; 15 s keeps a final's
     /// decode well under a second on tiny.en and bounds the buffer per track).
     pub max_utterance_ms: u64,
@@ -63,6 +73,8 @@ impl Default for SegmenterConfig {
     fn default() -> Self {
         Self {
             endpoint_silence_ms: 400,
+            speculate_after_ms: 100,
+            close_on_sentence_end: true,
             max_utterance_ms: 15_000,
             min_utterance_ms: 250,
             partial_interval_ms: 1_000,
@@ -79,6 +91,15 @@ pub enum SegmentEvent {
     SpeechStart { at_ms: u64 },
     /// Voice ended (end of the last voiced frame). Sent `endpoint_silence_ms` after `at_ms`.
     SpeechEnd { at_ms: u64 },
+    /// `speculate_after_ms` of silence in a confirmed utterance: if the endpoint follows, the
+    /// `Final` will be exactly `samples` over `[start_ms, end_ms)`. At most one per pause.
+    Pause {
+        samples: Arc<[f32]>,
+        start_ms: u64,
+        end_ms: u64,
+    },
+    /// Voice came back after a `Pause` (at `at_ms`): the offered utterance goes on.
+    Resume { at_ms: u64 },
     /// Snapshot of the open utterance, `samples` covering `[start_ms, end_ms)`.
     Partial {
         samples: Arc<[f32]>,
@@ -106,6 +127,8 @@ struct Open {
     /// SpeechStart has been sent.
     confirmed: bool,
     last_partial_ms: u64,
+    /// A `Pause` was sent for the current silence.
+    paused: bool,
 }
 
 /// Endpointer for one track (see the module docs).
@@ -143,8 +166,15 @@ impl Segmenter {
     /// (at least one frame each; `max_utterance_ms` above `min_utterance_ms`).
     pub fn new(cfg: SegmenterConfig) -> Self {
         let min_utterance_ms = round_to_frames(cfg.min_utterance_ms.max(FRAME_MS));
+        let endpoint_silence_ms = round_to_frames(cfg.endpoint_silence_ms.max(FRAME_MS));
+        let speculate_after_ms = match round_to_frames(cfg.speculate_after_ms) {
+            ms if ms < endpoint_silence_ms => ms,
+            _ => 0,
+        };
         let cfg = SegmenterConfig {
-            endpoint_silence_ms: round_to_frames(cfg.endpoint_silence_ms.max(FRAME_MS)),
+            endpoint_silence_ms,
+            speculate_after_ms,
+            close_on_sentence_end: cfg.close_on_sentence_end && speculate_after_ms > 0,
             max_utterance_ms: round_to_frames(
                 cfg.max_utterance_ms
                     .max(min_utterance_ms + FORCE_CUT_SEARCH_MS),
@@ -218,6 +248,25 @@ impl Segmenter {
         self.run = 0;
     }
 
+    /// Ends the open utterance now, as the endpoint would (`SpeechEnd` + `Final` ending at the
+    /// last voiced frame), if it is confirmed and silent since `end_ms` (the end its pause offer
+    /// had). Returns whether it closed; voice since the offer keeps it open.
+    pub fn close_now(&mut self, end_ms: u64, out: &mut Vec<SegmentEvent>) -> bool {
+        let silent_since_offer = self
+            .open
+            .as_ref()
+            .is_some_and(|o| o.confirmed && o.paused && o.last_voiced_end_ms == end_ms);
+        if !silent_since_offer {
+            return false;
+        }
+        if let Some(open) = self.open.take() {
+            self.close(open, out);
+        }
+        let keep = self.cfg.pre_roll_ms + ONSET_FRAMES as u64 * FRAME_MS;
+        self.trim_to(self.now_ms().saturating_sub(keep));
+        true
+    }
+
     /// Drops the open utterance and all buffered audio and starts voice detection afresh, keeping
     /// the audio clock. For recovery after a panic elsewhere in the call: no `SpeechEnd` or
     /// `Final` is sent for the dropped utterance, so the caller closes what it had opened.
@@ -268,6 +317,7 @@ impl Segmenter {
                     last_voiced_end_ms: now,
                     confirmed: false,
                     last_partial_ms: voice_start_ms,
+                    paused: false,
                 });
                 self.run = 0;
                 self.after_voice(out);
@@ -281,8 +331,15 @@ impl Segmenter {
 
         if v.voiced {
             open.last_voiced_end_ms = now;
+            if open.paused {
+                open.paused = false;
+                out.push(SegmentEvent::Resume {
+                    at_ms: now - FRAME_MS,
+                });
+            }
         }
-        if now - open.last_voiced_end_ms >= self.cfg.endpoint_silence_ms {
+        let silence_ms = now - open.last_voiced_end_ms;
+        if silence_ms >= self.cfg.endpoint_silence_ms {
             if let Some(open) = self.open.take() {
                 self.close(open, out);
             }
@@ -293,6 +350,19 @@ impl Segmenter {
         if now - open.start_ms >= self.cfg.max_utterance_ms {
             self.force_cut(out);
             return;
+        }
+        let speculate = self.cfg.speculate_after_ms;
+        if speculate > 0 && open.confirmed && !open.paused && silence_ms >= speculate {
+            open.paused = true;
+            let (a, b) = (
+                idx(self.audio_start_ms, open.start_ms),
+                idx(self.audio_start_ms, open.last_voiced_end_ms).min(self.audio.len()),
+            );
+            out.push(SegmentEvent::Pause {
+                samples: Arc::from(&self.audio[a.min(b)..b]),
+                start_ms: open.start_ms,
+                end_ms: open.last_voiced_end_ms,
+            });
         }
         self.after_voice(out);
     }
@@ -396,6 +466,8 @@ impl Segmenter {
         open.voice_start_ms = cut_ms;
         open.last_voiced_end_ms = open.last_voiced_end_ms.max(cut_ms);
         open.last_partial_ms = cut_ms;
+        // Any offer made before the cut is void (its start moved); offer the rest afresh.
+        open.paused = false;
         self.last_end_ms = cut_ms;
         self.trim_to(cut_ms);
     }

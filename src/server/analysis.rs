@@ -116,7 +116,10 @@ async fn run_job(state: &AppState, job_id: &str) -> Result<(), String> {
         rows: state.hub.recorder().cloned().map(CallRows::new),
         ended: parking_lot::Mutex::new(Some(ended_tx)),
     });
-    let pipeline = state.pipeline.clone();
+    let mut pipeline = state.pipeline.clone();
+    // Offline audio arrives far faster than real time: a pause's offer would be overtaken by
+    // the endpoint within the same batch, so speculative decodes would only cost work.
+    pipeline.segmenter.speculate_after_ms = 0;
     let call_spec = spec.clone();
     let addr = CallActor::create(move |_| CallActor::new(call_spec, pipeline, observer));
     let source = SourceId(

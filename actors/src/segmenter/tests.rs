@@ -133,7 +133,9 @@ fn two_sentences_with_a_pause_give_two_finals_with_sensible_boundaries() {
             SegmentEvent::SpeechStart { .. } => Some("start"),
             SegmentEvent::SpeechEnd { .. } => Some("end"),
             SegmentEvent::Final { .. } => Some("final"),
-            SegmentEvent::Partial { .. } => None,
+            SegmentEvent::Partial { .. }
+            | SegmentEvent::Pause { .. }
+            | SegmentEvent::Resume { .. } => None,
         })
         .collect();
     assert_eq!(kinds, ["start", "end", "final", "start", "end", "final"]);
@@ -180,6 +182,139 @@ fn final_samples_are_the_input_at_those_times() {
     }
 }
 
+/// Every final is announced by a pause offer of exactly its span and samples,
+/// `speculate_after_ms` into the silence; an offer the voice interrupts is withdrawn by a
+/// `Resume` before anything else closes; and offers can be turned off.
+#[test]
+fn pause_offers_match_the_final_or_are_withdrawn() {
+    let (x, _, _) = two_sentences();
+    let cfg = SegmenterConfig::default();
+    let mut seg = Segmenter::new(cfg.clone());
+    let mut timed = Vec::new(); // (audio clock when emitted, event)
+    let mut out = Vec::new();
+    for frame in x.chunks(FRAME_SAMPLES) {
+        seg.push(frame, &mut out);
+        timed.extend(out.drain(..).map(|e| (seg.now_ms(), e)));
+    }
+    seg.finish(&mut out);
+    timed.extend(out.drain(..).map(|e| (seg.now_ms(), e)));
+
+    let mut offer: Option<(u64, u64, Arc<[f32]>)> = None;
+    let (mut used, mut withdrawn) = (0, 0);
+    for (now, e) in &timed {
+        match e {
+            SegmentEvent::Pause {
+                samples,
+                start_ms,
+                end_ms,
+            } => {
+                assert!(
+                    offer.is_none(),
+                    "a second offer before the first was settled"
+                );
+                assert_eq!(now - end_ms, cfg.speculate_after_ms, "offered on time");
+                offer = Some((*start_ms, *end_ms, samples.clone()));
+            }
+            SegmentEvent::Resume { at_ms } => {
+                let (_, end, _) = offer.take().expect("resume without an offer");
+                assert!(*at_ms >= end + cfg.speculate_after_ms);
+                withdrawn += 1;
+            }
+            SegmentEvent::Final {
+                samples,
+                start_ms,
+                end_ms,
+                ..
+            } => {
+                let (s, e, offered) = offer.take().expect("every final was offered first");
+                assert_eq!((s, e), (*start_ms, *end_ms));
+                assert_eq!(&offered[..], &samples[..], "same samples as offered");
+                used += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(used, 2);
+    eprintln!("offers: {used} used, {withdrawn} withdrawn by in-sentence pauses");
+
+    let off = SegmenterConfig {
+        speculate_after_ms: 0,
+        ..SegmenterConfig::default()
+    };
+    let events = run(&x, off.clone());
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, SegmentEvent::Pause { .. } | SegmentEvent::Resume { .. })));
+    assert_eq!(
+        finals(&events),
+        finals(&run(&x, SegmenterConfig::default()))
+    );
+    // An offer at or past the endpoint could never be used: it is turned off.
+    let late = SegmenterConfig {
+        speculate_after_ms: 400,
+        ..SegmenterConfig::default()
+    };
+    assert_eq!(Segmenter::new(late).config().speculate_after_ms, 0);
+}
+
+/// `close_now` ends the utterance at its offer's span while the silence lasts, and refuses
+/// once voice has come back (or for a span that is not the open one's).
+#[test]
+fn close_now_ends_a_silent_offered_utterance_only() {
+    let (x, _, _) = two_sentences();
+    let mut seg = Segmenter::new(SegmenterConfig::default());
+    let mut out = Vec::new();
+    let mut closed = Vec::new();
+    let mut refused_after_resume = 0;
+    let mut offer: Option<(u64, u64)> = None;
+    for frame in x.chunks(FRAME_SAMPLES) {
+        seg.push(frame, &mut out);
+        for e in out.drain(..) {
+            match e {
+                SegmentEvent::Pause {
+                    start_ms, end_ms, ..
+                } => offer = Some((start_ms, end_ms)),
+                SegmentEvent::Resume { .. } => {
+                    let (_, end) = offer.take().unwrap();
+                    let mut none = Vec::new();
+                    assert!(!seg.close_now(end, &mut none), "voice came back");
+                    assert!(none.is_empty());
+                    refused_after_resume += 1;
+                }
+                SegmentEvent::Final { .. } => panic!("the endpoint never comes: closed first"),
+                _ => {}
+            }
+        }
+        // Close every offer one frame after it is made.
+        if let Some((start, end)) = offer {
+            if seg.now_ms() > end + SegmenterConfig::default().speculate_after_ms {
+                let mut evs = Vec::new();
+                assert!(!seg.close_now(end + 20, &mut evs), "not the open span");
+                assert!(seg.close_now(end, &mut evs));
+                let kinds: Vec<_> = evs
+                    .iter()
+                    .map(|e| match e {
+                        SegmentEvent::SpeechEnd { at_ms } => (*at_ms, 0),
+                        SegmentEvent::Final {
+                            start_ms, end_ms, ..
+                        } => {
+                            assert_eq!(*start_ms, start);
+                            (*end_ms, 1)
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    })
+                    .collect();
+                assert_eq!(kinds, [(end, 0), (end, 1)]);
+                assert!(!seg.in_utterance());
+                closed.push((start, end));
+                offer = None;
+            }
+        }
+    }
+    assert!(closed.len() >= 2, "{closed:?}");
+    eprintln!("closed {closed:?}; {refused_after_resume} offers withdrawn by voice");
+}
+
 #[test]
 fn partials_come_about_every_second_while_an_utterance_is_open() {
     let (x, _, _) = two_sentences();
@@ -208,7 +343,9 @@ fn partials_come_about_every_second_while_an_utterance_is_open() {
                 bounds.push((partials, open.take().unwrap(), *end_ms));
                 partials = 0;
             }
-            SegmentEvent::SpeechEnd { .. } => {}
+            SegmentEvent::SpeechEnd { .. }
+            | SegmentEvent::Pause { .. }
+            | SegmentEvent::Resume { .. } => {}
         }
     }
     // One per whole second from voice start until the utterance closed (endpoint after end).
