@@ -8,6 +8,10 @@
 //! reports the largest N that held. `--ingest-only` is for a server started with transcription
 //! disabled: the figures that matter are then errors, clean ends, CPU and RSS per call.
 //!
+//! `--idle-secs N` holds every call connected and started but silent for N seconds before a
+//! moment of audio: the per-call cost of calls that are on hold or between utterances (CPU and
+//! RSS over the steady part of the hold).
+//!
 //! Output: a JSON summary on stdout (or `--json FILE`) and a human table on stderr.
 
 mod analysis;
@@ -75,6 +79,9 @@ pub struct Args {
     /// The server runs without transcription: report connections, CPU and RSS per call.
     #[arg(long)]
     pub ingest_only: bool,
+    /// Hold each call connected and silent this long (idle calls), then stream 200 ms.
+    #[arg(long, value_name = "SECS")]
+    pub idle_secs: Option<u64>,
     /// Also watch each agent's overlay socket (one more connection per call).
     #[arg(long)]
     pub overlay: bool,
@@ -109,6 +116,47 @@ pub struct Summary {
     /// (peak RSS - RSS before the calls) / calls.
     pub rss_per_call_kb: Option<f64>,
     pub cpu_mean_per_call_pct: Option<f64>,
+    pub idle: Option<IdleFigures>,
+}
+
+/// The server while every call is connected and silent (`--idle-secs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleFigures {
+    /// Probe seconds averaged: from 2 s after the last call connected to 1 s before the first
+    /// hold ends.
+    pub window_s: (f64, f64),
+    /// Server CPU, percent of one core, mean over the window (all calls together).
+    pub cpu_mean_pct: Option<f64>,
+    /// (mean RSS over the window - RSS before the calls) / calls.
+    pub rss_per_call_kb: Option<f64>,
+}
+
+impl IdleFigures {
+    fn of(samples: &[probe::Sample], calls: usize, stagger_ms: u64, hold_s: u64) -> Self {
+        let settle = probe::SAMPLE_EVERY.as_secs_f64() + 0.1;
+        let from = settle + (stagger_ms * calls.saturating_sub(1) as u64) as f64 / 1000.0 + 2.0;
+        let to = settle + hold_s as f64 - 1.0;
+        let window: Vec<&probe::Sample> = samples
+            .iter()
+            .filter(|s| s.t_s >= from && s.t_s <= to)
+            .collect();
+        let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let cpu_mean_pct = mean(window.iter().filter_map(|s| s.cpu_pct).collect());
+        let rss_mean = mean(
+            window
+                .iter()
+                .filter_map(|s| s.rss_kb.map(|r| r as f64))
+                .collect(),
+        );
+        let rss_start = samples.iter().find_map(|s| s.rss_kb).map(|r| r as f64);
+        IdleFigures {
+            window_s: (from, to),
+            cpu_mean_pct,
+            rss_per_call_kb: rss_mean
+                .zip(rss_start)
+                .map(|(m, s)| (m - s).max(0.0) / calls.max(1) as f64),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -144,6 +192,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut audio = crate::client::audio::load(&timeline.wav_path())?;
     if let Some(ms) = args.max_ms {
         audio.truncate_ms(ms);
+    }
+    if args.idle_secs.is_some() {
+        // The hold is the measurement; a moment of audio afterwards proves the call still works.
+        audio.truncate_ms(args.max_ms.unwrap_or(200).min(200));
     }
     let agent_channel = timeline
         .channel_tracks
@@ -224,7 +276,7 @@ fn holds(s: &Summary, args: &Args) -> Result<(), String> {
     if s.counts.bad_ends > 0 {
         return Err(format!("{} calls did not end cleanly", s.counts.bad_ends));
     }
-    if args.ingest_only {
+    if args.ingest_only || args.idle_secs.is_some() {
         return Ok(());
     }
     match s.final_latency_ms.p95 {
@@ -276,6 +328,7 @@ async fn level(
         );
         opts.overlay = args.overlay;
         opts.realtime = true;
+        opts.hold = Duration::from_secs(args.idle_secs.unwrap_or(0));
         let delay = Duration::from_millis(args.stagger_ms * k as u64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -292,7 +345,21 @@ async fn level(
         }
     }
     let wall_ms = started.elapsed().as_millis() as u64;
-    let server = probe::summarise(&probe.stop().await);
+    let samples = probe.stop().await;
+    let server = probe::summarise(&samples);
+    let idle = args
+        .idle_secs
+        .map(|hold| IdleFigures::of(&samples, n, args.stagger_ms, hold));
+    if let Some(idle) = &idle {
+        eprintln!(
+            "idle: {n} calls, server CPU {} % of a core, RSS {} KB per call (probe {:.0}-{:.0} s)",
+            idle.cpu_mean_pct.map_or("-".into(), |c| format!("{c:.2}")),
+            idle.rss_per_call_kb
+                .map_or("-".into(), |r| format!("{r:.0}")),
+            idle.window_s.0,
+            idle.window_s.1,
+        );
+    }
     let rss_per_call_kb = match (server.rss_start_kb, server.rss_peak_kb) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / n as f64),
         _ => None,
@@ -329,6 +396,7 @@ async fn level(
         cpu_mean_per_call_pct: server.cpu_mean_pct.map(|c| c / n as f64),
         server,
         rss_per_call_kb,
+        idle,
     }
 }
 

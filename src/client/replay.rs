@@ -221,6 +221,9 @@ pub struct ReplayOptions {
     pub ready_timeout: Duration,
     /// After `stop`: how long to wait for `ended` or the server closing the socket.
     pub drain_timeout: Duration,
+    /// Keep the call connected this long before the first frame, sending nothing: an idle
+    /// call (on hold, ringing) as the server sees it.
+    pub hold: Duration,
 }
 
 impl ReplayOptions {
@@ -240,6 +243,7 @@ impl ReplayOptions {
             // The last utterance's final needs one transcription after `stop`: seconds at most
             // with tiny.en, more when a load test has queued work; 30 s bounds a wedged server.
             drain_timeout: Duration::from_secs(30),
+            hold: Duration::ZERO,
         }
     }
 }
@@ -454,6 +458,21 @@ where
                 },
                 msg = next_overlay(&mut overlay) => { rec.take_overlay(msg, &mut overlay, &mut on_event); }
                 _ = tokio::time::sleep_until(deadline) => return Err(ClientError::NoReady(opts.ready_timeout)),
+            }
+        }
+    }
+
+    // Idle: connected, started, silent on the wire.
+    if !opts.hold.is_zero() {
+        let until = tokio::time::Instant::now() + opts.hold;
+        loop {
+            tokio::select! {
+                msg = ws.next() => if let Step::End(end) = rec.take(msg, Source::Stream, &mut on_event) {
+                    out.end = end;
+                    return Ok(rec.finish(out, &mut on_event));
+                },
+                msg = next_overlay(&mut overlay) => { rec.take_overlay(msg, &mut overlay, &mut on_event); }
+                _ = tokio::time::sleep_until(until) => break,
             }
         }
     }
