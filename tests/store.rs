@@ -409,6 +409,48 @@ async fn calls_utterances_and_hints(db: &TestDb) {
     );
 }
 
+/// A softphone that reconnects to its call id after the call ended starts a second call session
+/// whose utterance numbers and audio clock begin again: its finals are stored after the first
+/// session's (found by the fault soak, which lost them to `ON CONFLICT DO NOTHING`), and a
+/// replay of either session's finals still writes nothing twice.
+async fn a_reused_call_id_keeps_every_session_s_finals(db: &TestDb) {
+    let s = &db.store;
+    s.start_call(&call("re", "lead-re", "ann", 1_000))
+        .await
+        .unwrap();
+    let first = [
+        (1, 500, 2_000, "hello there"),
+        (2, 2_500, 4_000, "how are you"),
+    ];
+    let second = [
+        (1, 0, 1_900, "sorry, lost you"),
+        (2, 2_200, 3_000, "where were we"),
+    ];
+    for (seq, a, b, text) in first.iter().chain(second.iter()) {
+        s.insert_utterance(T, "re", *seq, Track::Agent, *a, *b, text, None)
+            .await
+            .unwrap();
+    }
+    // The writer replays batches whose commit it could not confirm.
+    for (seq, a, b, text) in first.iter().chain(second.iter()) {
+        s.insert_utterance(T, "re", *seq, Track::Agent, *a, *b, text, None)
+            .await
+            .unwrap();
+    }
+    let mut utts = s.call_utterances(T, "re").await.unwrap();
+    utts.sort_by_key(|u| u.seq);
+    let got: Vec<(i64, &str)> = utts.iter().map(|u| (u.seq, u.text.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (1, "hello there"),
+            (2, "how are you"),
+            (3, "sorry, lost you"),
+            (4, "where were we")
+        ]
+    );
+}
+
 async fn scores_write_the_outbox_in_the_same_transaction(db: &TestDb) {
     let s = &db.store;
     s.create_lead(T, &lead("l1", "Ada", "ann", "west"), &admin())
@@ -888,6 +930,7 @@ on_both_backends!(
     lead_crud,
     lead_search_and_paging,
     calls_utterances_and_hints,
+    a_reused_call_id_keeps_every_session_s_finals,
     scores_write_the_outbox_in_the_same_transaction,
     outbox_claims_lease_and_retries,
     erasure_removes_everything_derived,

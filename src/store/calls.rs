@@ -1,16 +1,21 @@
 //! Calls, their utterances (redacted text) and their hints with agents' feedback.
 //!
 //! Every insert here is idempotent (`ON CONFLICT DO NOTHING` on the natural key) so the
-//! [`writer`](super::writer) can replay a batch whose commit it could not confirm.
+//! [`writer`](super::writer) can replay a batch whose commit it could not confirm. An utterance
+//! whose number a *different* utterance of the same call id already holds is stored after the
+//! call's last number instead ([`insert_utterance_tx`]).
 
 use super::{
     ensure_tenant, now_ms, Arg, JsonText, SqlBuilder, Store, StoreError, Timestamp, Visibility,
 };
 use crate::store::audit::{insert_audit_detail, AuditEntry};
+use callcoach_actors::metrics;
 use callcoach_actors::{Hint, TalkStats, Track};
+use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use std::sync::LazyLock;
 use utoipa::ToSchema;
 
 /// Utterances returned with one call: a 4-hour call (the longest admitted) at one utterance
@@ -190,6 +195,27 @@ pub(crate) async fn end_call_tx(
     Ok(())
 }
 
+/// How many times a renumbered utterance looks for a free number: another node writing the same
+/// call id at the same moment is the only way the number just computed can be taken, and that
+/// race does not repeat indefinitely.
+const RENUMBER_ATTEMPTS: usize = 3;
+
+static RENUMBERED: LazyLock<IntCounter> = LazyLock::new(|| {
+    metrics::counter(
+        "callcoach_store_utterances_renumbered_total",
+        "Final utterances stored after the call's last number because theirs was taken by a \
+         different utterance of the same call id (a call id reused by a new call session)",
+    )
+});
+
+/// Stores a final utterance under `(call, seq)`; idempotent for replays.
+///
+/// The number can be taken by this very utterance (the writer replaying a batch whose commit it
+/// could not confirm: finals are immutable, the first write stands) or by a different one: a
+/// softphone that reconnects to its call id after the call ended starts a new call session
+/// whose utterance numbers and audio clock begin again at 1 and 0. An utterance is the same
+/// when its track and audio span are; a different one is stored after the call's last number
+/// (counted in `callcoach_store_utterances_renumbered_total`) rather than dropped.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn insert_utterance_tx(
     conn: &mut sqlx::AnyConnection,
@@ -202,7 +228,7 @@ pub(crate) async fn insert_utterance_tx(
     redacted_text: &str,
     sentiment: Option<f32>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO utterances (tenant_id, call_id, seq, track, start_ms, end_ms, text, sentiment, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (tenant_id, call_id, seq) DO NOTHING",
@@ -216,9 +242,60 @@ pub(crate) async fn insert_utterance_tx(
     .bind(redacted_text)
     .bind(sentiment.map(f64::from))
     .bind(now_ms())
-    .execute(conn)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted > 0 {
+        return Ok(());
+    }
+    // Looked up under any number: replayed, a renumbered utterance finds its own number held by
+    // the earlier session.
+    let stored: Option<i64> = sqlx::query_scalar(
+        "SELECT seq FROM utterances
+         WHERE tenant_id = $1 AND call_id = $2 AND start_ms = $3 AND end_ms = $4 AND track = $5
+         LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(call_id)
+    .bind(ms(start_ms))
+    .bind(ms(end_ms))
+    .bind(track.as_str())
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(())
+    if stored.is_some() {
+        return Ok(());
+    }
+    for _ in 0..RENUMBER_ATTEMPTS {
+        let inserted = sqlx::query(
+            "INSERT INTO utterances (tenant_id, call_id, seq, track, start_ms, end_ms, text, sentiment, created_at)
+             SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, $5, $6, $7, $8
+             FROM utterances WHERE tenant_id = $1 AND call_id = $2
+             ON CONFLICT (tenant_id, call_id, seq) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(call_id)
+        .bind(track.as_str())
+        .bind(ms(start_ms))
+        .bind(ms(end_ms))
+        .bind(redacted_text)
+        .bind(sentiment.map(f64::from))
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if inserted > 0 {
+            RENUMBERED.inc();
+            tracing::warn!(
+                call_id,
+                seq,
+                "utterance number taken by an earlier session of this call id; stored after the call's last one"
+            );
+            return Ok(());
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "no free utterance number for call {call_id} after {RENUMBER_ATTEMPTS} attempts"
+    )))
 }
 
 pub(crate) async fn insert_hint_tx(
