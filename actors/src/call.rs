@@ -309,6 +309,7 @@ pub struct CallActor {
     warned_unavailable: bool,
     warned_backlog: bool,
     last_talk_stats: Instant,
+    sent_talk_stats: Option<TalkStats>,
     draining_since: Option<Instant>,
     ended: bool,
 }
@@ -334,6 +335,7 @@ impl CallActor {
             warned_unavailable: false,
             warned_backlog: false,
             last_talk_stats: Instant::now(),
+            sent_talk_stats: None,
             draining_since: None,
             ended: false,
         }
@@ -972,7 +974,12 @@ impl CallActor {
         self.submit_pending_finals(ctx);
         if self.last_talk_stats.elapsed() >= TALK_STATS_EVERY && !self.tracks.is_empty() {
             self.last_talk_stats = Instant::now();
-            self.emit(CallEvent::Talk(self.coach.talk_stats()));
+            // Unchanged figures (a call on hold: no audio, no clock) are not resent.
+            let stats = self.coach.talk_stats();
+            if self.sent_talk_stats != Some(stats) {
+                self.sent_talk_stats = Some(stats);
+                self.emit(CallEvent::Talk(stats));
+            }
         }
         if let Some(since) = self.draining_since {
             let drained = self.pending_finals.is_empty() && self.finals_in_flight == 0;
