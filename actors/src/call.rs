@@ -734,7 +734,10 @@ impl CallActor {
             Ok(rx) => rx,
             Err(_) => {
                 PARTIALS_SHED.inc();
-                self.warn_backlog();
+                // No free worker is ordinary load; finals waiting is a backlog worth saying.
+                if transcriber.backlog().queued_finals > 0 {
+                    self.warn_backlog();
+                }
                 return;
             }
         };

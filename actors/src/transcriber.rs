@@ -9,9 +9,9 @@
 //! * One [`WhisperContext`] (the weights, ~75 MB for tiny.en f16) is shared; each worker thread
 //!   owns a `WhisperState` (~130 MB of buffers) and decodes one clip at a time.
 //! * Admission: a full queue answers [`TranscribeError::Busy`] at once, never a silent drop.
-//!   Partials are refused first: whenever a final is waiting, or one partial per worker is
-//!   already queued (a partial older than one decode is stale anyway). Finals are never shed
-//!   once queued.
+//!   Partials are refused first: whenever a final is waiting, or no worker is free beyond the
+//!   one kept for finals (a partial is a preview; under load it is shed, never queued behind
+//!   work). Finals are never shed once queued.
 //! * Supervision: each job runs inside `catch_unwind`; a panic answers that job with
 //!   [`TranscribeError::WorkerPanicked`], rebuilds the worker's state, and counts
 //!   `callcoach_actor_restarts_total{actor="transcriber_worker"}`. [`Transcriber::inject_panics`]
@@ -239,14 +239,15 @@ pub struct TranscriberConfig {
 pub const DEFAULT_FLASH_ATTN: bool = false;
 
 impl TranscriberConfig {
-    /// Defaults for `model_path`. Workers × threads: the measured best split on 2 shared cores
-    /// is 2 workers × 1 thread (benches/README.md, "pool throughput"): whisper.cpp threads
-    /// spin-wait, so 2-thread workers ran ~10× slower whenever anything else was busy.
+    /// Defaults for `model_path`. Workers × threads: 1 worker × 2 threads, the split that held
+    /// the most real-time calls and the lowest final latency on 2 cores (benches/README.md,
+    /// "capacity"). whisper.cpp threads spin-wait: where other processes share the cores,
+    /// 2 workers × 1 thread degrades more gracefully.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         Self {
             model_path: model_path.into(),
-            workers: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
-            threads_per_worker: NonZeroUsize::MIN,
+            workers: NonZeroUsize::MIN,
+            threads_per_worker: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
             queue_capacity: NonZeroUsize::new(FINAL_QUEUE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             allow_fault_injection: false,
             policy: DecodePolicy::default(),
@@ -418,7 +419,9 @@ impl Transcriber {
         };
         let sent = match kind {
             JobKind::Final => s.finals.try_send(job),
-            JobKind::Partial if !s.finals.is_empty() => Err(TrySendError::Full(job)),
+            JobKind::Partial if !s.finals.is_empty() || !self.partial_has_room() => {
+                Err(TrySendError::Full(job))
+            }
             JobKind::Partial => s.partials.try_send(job),
         };
         match sent {
@@ -435,6 +438,15 @@ impl Transcriber {
             }
             Err(TrySendError::Disconnected(_)) => Err(TranscribeError::ShuttingDown),
         }
+    }
+
+    /// Partials only start on a free worker and never take the last free one of a multi-worker
+    /// pool: that one stays ready for the next final. A 2-worker pool thus runs at most one
+    /// partial at a time, and under load (no free worker) partials are shed, not queued.
+    fn partial_has_room(&self) -> bool {
+        let s = &self.shared;
+        let reserve = usize::from(s.workers > 1);
+        s.busy.load(Ordering::SeqCst) + s.partials.len() + reserve < s.workers
     }
 
     /// Stops one running partial (if any) so the final just queued gets its worker.
@@ -600,7 +612,10 @@ impl Worker {
                 );
                 match self.ctx.create_state() {
                     // A panic while decoding poisoned the lock; the state is replaced anyway.
-                    Ok(fresh) => *self.state.lock().unwrap_or_else(PoisonError::into_inner) = fresh,
+                    Ok(fresh) => {
+                        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+                        release_freed_memory();
+                    }
                     Err(e) => {
                         tracing::error!(worker = self.id, error = %e, "state rebuild failed; keeping the old state")
                     }
@@ -622,6 +637,17 @@ impl Worker {
         BUSY_WORKERS.dec();
         // The caller may have given up (dropped the receiver): nothing to do then.
         let _ = job.reply.send(answer);
+    }
+}
+
+/// Hands memory freed by a dropped whisper state back to the OS. glibc raises its mmap
+/// threshold after large frees, so each rebuilt state's ~20 MB of buffers otherwise stayed in
+/// the heap: +218 MB RSS after the soak's 20 worker panics, against +2 MB with a fixed threshold.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
