@@ -88,6 +88,9 @@ pub struct Args {
     /// Write the JSON summary here instead of stdout.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// List every matched final (track, span, speech end, latency, text) in the JSON summary.
+    #[arg(long)]
+    pub per_final: bool,
 }
 
 /// One level's numbers.
@@ -117,6 +120,9 @@ pub struct Summary {
     pub rss_per_call_kb: Option<f64>,
     pub cpu_mean_per_call_pct: Option<f64>,
     pub idle: Option<IdleFigures>,
+    /// With `--per-final`: every matched final, in arrival order per call.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub finals: Vec<analysis::FinalRecord>,
 }
 
 /// The server while every call is connected and silent (`--idle-secs`).
@@ -397,6 +403,11 @@ async fn level(
         server,
         rss_per_call_kb,
         idle,
+        finals: if args.per_final {
+            std::mem::take(&mut stats.final_records)
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -16,6 +16,20 @@ use std::collections::{BTreeMap, HashMap};
 /// capacity threshold is p95 ≤ 1 s; 3 s is well past what any caller would wait for).
 pub const LATE_FINAL_MS: i64 = 3_000;
 
+/// One final matched to the script: where it sits in the call and how late it came.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinalRecord {
+    /// Index of the call in the order its outcome was added.
+    pub call: usize,
+    pub track: Track,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// When the script says the speech ended (what the latency is measured from).
+    pub speech_end_ms: u64,
+    pub latency_ms: i64,
+    pub text: String,
+}
+
 /// Where a call's numbers go; several calls add into one.
 #[derive(Debug, Default, Clone)]
 pub struct CallStats {
@@ -23,6 +37,8 @@ pub struct CallStats {
     pub final_ms: Vec<i64>,
     /// Same, keyed by when the speech ended (for the trend check of capacity search).
     pub final_by_time: Vec<(u64, i64)>,
+    /// Every matched final, for `--per-final` (where the latency tail comes from).
+    pub final_records: Vec<FinalRecord>,
     /// Speech end of the evidence → `hint` arrival.
     pub hint_ms: Vec<i64>,
     /// Talk-time hints: `at_ms` → arrival.
@@ -90,6 +106,15 @@ impl CallStats {
                             let latency = t_ms - end as i64;
                             self.final_ms.push(latency);
                             self.final_by_time.push((end, latency));
+                            self.final_records.push(FinalRecord {
+                                call: self.calls - 1,
+                                track: t.track,
+                                start_ms: t.start_ms,
+                                end_ms: t.end_ms,
+                                speech_end_ms: end,
+                                latency_ms: latency,
+                                text: t.text.clone(),
+                            });
                             if latency > LATE_FINAL_MS {
                                 self.late_finals += 1;
                             }
