@@ -23,6 +23,9 @@ use crate::scorer::{CallSignals, ScoringActor, UpdateScore};
 use crate::segmenter::{SegmentEvent, Segmenter, SegmenterConfig};
 use crate::sentiment::{Analyze, SentimentActor, Trend};
 use crate::transcriber::{CancelToken, JobKind, TranscribeError, Transcriber, Transcription};
+use pieces::{Pieces, Settle};
+
+mod pieces;
 use actix::prelude::*;
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -115,8 +118,8 @@ static FINALS_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
 static SPECULATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     metrics::counter_vec(
         "callcoach_call_speculative_decodes_total",
-        "Utterances offered for decoding during a pause, by outcome (used, withdrawn, skipped; \
-         closed_early: also ended the utterance before the endpoint)",
+        "Pause offers: pieces decoded while the speaker paused (started), not started because \
+         finals were queued (skipped), and finals whose text came from such pieces (used)",
         &["outcome"],
     )
 });
@@ -252,20 +255,8 @@ struct TrackState {
     open: Option<OpenUtterance>,
     /// Audio clock of this track in ms (16 kHz samples seen / 16).
     samples_16k: u64,
-    speculation: Option<Speculation>,
-}
-
-/// A decode started on a segmenter `Pause` offer, before the endpoint is certain. If the
-/// endpoint follows with the same span, its result is the final; if voice comes back, it is
-/// withdrawn (cancelled in the pool). Offers are decoded only when they start at once (a free
-/// worker, or one running a partial, which they pre-empt), so they never delay another final.
-struct Speculation {
-    seq: u64,
-    start_ms: u64,
-    end_ms: u64,
-    cancel: CancelToken,
-    /// Set when the decode finished before the endpoint.
-    result: Option<Result<Transcription, TranscribeError>>,
+    /// The open utterance's pieces decoded at its pauses.
+    pieces: Pieces,
 }
 
 /// Whether a transcript reads as a finished sentence: it ends with `.`, `?` or `!` (not an
@@ -281,6 +272,16 @@ struct PendingFinal {
     /// Wall instant the speech ended (for latency metrics).
     speech_end: Instant,
     panics: u8,
+    /// Text of the utterance's pieces decoded before the endpoint.
+    prefix: String,
+    /// Where the audio still to decode starts (`utterance.start_ms` without pieces).
+    from_ms: u64,
+}
+
+/// A closed utterance whose pieces are still decoding.
+struct Closing {
+    pending: PendingFinal,
+    pieces: Pieces,
 }
 
 enum Circuit {
@@ -301,9 +302,9 @@ pub struct CallActor {
     pending_finals: VecDeque<PendingFinal>,
     /// Finals submitted to the pool or waiting for their speculative decode.
     finals_in_flight: usize,
-    /// Finals whose audio is being decoded by a speculation, by its `seq`.
-    awaiting_speculation: HashMap<u64, PendingFinal>,
-    next_speculation: u64,
+    /// Closed utterances waiting for their pieces (counted in `finals_in_flight`).
+    closing: Vec<Closing>,
+    next_piece: u64,
     circuit: Circuit,
     /// Whether a `warning` has been sent for the current transcription outage / backlog.
     warned_unavailable: bool,
@@ -329,8 +330,8 @@ impl CallActor {
             signals: CallSignals::default(),
             pending_finals: VecDeque::new(),
             finals_in_flight: 0,
-            awaiting_speculation: HashMap::new(),
-            next_speculation: 0,
+            closing: Vec::new(),
+            next_piece: 0,
             circuit: Circuit::Closed { failures: 0 },
             warned_unavailable: false,
             warned_backlog: false,
@@ -504,7 +505,8 @@ impl CallActor {
                     start_ms,
                     end_ms,
                 } => self.speculate(track, samples.clone(), *start_ms, *end_ms, ctx),
-                SegmentEvent::Resume { .. } => self.withdraw_speculation(track),
+                // The pieces decoded so far stay valid: their audio does not change.
+                SegmentEvent::Resume { .. } => {}
                 SegmentEvent::Final {
                     samples,
                     start_ms,
@@ -524,10 +526,12 @@ impl CallActor {
                         samples: samples.clone(),
                     };
                     let pending = PendingFinal {
+                        from_ms: utterance.start_ms,
                         utterance,
                         first_tried: Instant::now(),
                         speech_end,
                         panics: 0,
+                        prefix: String::new(),
                     };
                     self.final_ready(pending, ctx);
                 }
@@ -539,7 +543,8 @@ impl CallActor {
         self.submit_pending_finals(ctx);
     }
 
-    /// Offers `track`'s pausing utterance to an idle worker (see [`Speculation`]).
+    /// Decodes the audio of `track`'s pausing utterance that no piece covers yet (see
+    /// [`pieces`]), unless finals are queued.
     fn speculate(
         &mut self,
         track: Track,
@@ -548,129 +553,132 @@ impl CallActor {
         end_ms: u64,
         ctx: &mut Context<Self>,
     ) {
-        self.withdraw_speculation(track);
         if !self.pending_finals.is_empty() {
             return;
         }
+        let Some(plan) = self
+            .tracks
+            .get(&track)
+            .and_then(|t| t.pieces.plan(start_ms, end_ms))
+        else {
+            return;
+        };
         let Some(transcriber) = self.transcription_available() else {
             return;
         };
-        if !transcriber.final_would_start_now() {
+        // A piece is audio the final needs anyway, so it may wait for the job in hand; behind
+        // queued finals it would only add a decode's fixed cost to a backlog (the final then
+        // decodes the whole rest in one go).
+        if transcriber.backlog().queued_finals > 0 {
             SPECULATIONS.with_label_values(&["skipped"]).inc();
             return;
         }
         let cancel = CancelToken::new();
-        let Ok(reply) = transcriber.submit_with(samples, JobKind::Final, cancel.clone()) else {
+        let piece = pieces::slice(&samples, start_ms, plan.from_ms, plan.to_ms);
+        let Ok(reply) = transcriber.submit_with(piece, JobKind::Final, cancel.clone()) else {
             SPECULATIONS.with_label_values(&["skipped"]).inc();
             return;
         };
-        let seq = self.next_speculation;
-        self.next_speculation += 1;
+        SPECULATIONS.with_label_values(&["started"]).inc();
+        let seq = self.next_piece;
+        self.next_piece += 1;
         if let Some(state) = self.tracks.get_mut(&track) {
-            state.speculation = Some(Speculation {
-                seq,
-                start_ms,
-                end_ms,
-                cancel,
-                result: None,
-            });
+            state.pieces.push(plan, seq, cancel);
         }
         ctx.spawn(reply.into_actor(self).map(move |result, act, ctx| {
             let result = result.unwrap_or(Err(TranscribeError::ShuttingDown));
             act.guarded(ctx, "final", |act, ctx| {
-                act.speculation_done(track, seq, result, ctx)
+                act.piece_done(track, seq, result, ctx)
             });
         }));
     }
 
-    /// Voice came back (or a newer offer replaces this one): the decode is not needed.
-    fn withdraw_speculation(&mut self, track: Track) {
-        if let Some(spec) = self
-            .tracks
-            .get_mut(&track)
-            .and_then(|t| t.speculation.take())
-        {
-            spec.cancel.cancel();
-            SPECULATIONS.with_label_values(&["withdrawn"]).inc();
-        }
-    }
-
-    fn speculation_done(
+    /// A piece finished decoding: it belongs to the open utterance or to one that closed
+    /// meanwhile.
+    fn piece_done(
         &mut self,
         track: Track,
         seq: u64,
         result: Result<Transcription, TranscribeError>,
         ctx: &mut Context<Self>,
     ) {
-        if let Some(pending) = self.awaiting_speculation.remove(&seq) {
+        let finished_sentence = matches!(&result, Ok(t) if reads_as_finished(&t.text));
+        if let Some(i) = self.closing.iter().position(|c| c.pieces.has(seq)) {
+            let mut closing = self.closing.swap_remove(i);
+            closing.pieces.finish(seq, result);
             self.finals_in_flight -= 1;
-            self.finish_speculative_final(pending, result, ctx);
-        } else if let Some(state) = self.tracks.get_mut(&track) {
-            let close_early = state.segmenter.config().close_on_sentence_end
-                && matches!(&result, Ok(t) if reads_as_finished(&t.text));
-            let Some(spec) = state.speculation.as_mut().filter(|s| s.seq == seq) else {
-                return; // withdrawn: nothing waits for it
-            };
-            spec.result = Some(result);
-            let end_ms = spec.end_ms;
-            if close_early {
+            self.settle_final(closing.pending, closing.pieces, ctx);
+            return;
+        }
+        let Some(state) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        if !state.pieces.finish(seq, result) {
+            return; // replaced by a longer piece, or its utterance was dropped
+        }
+        let last_end = state.pieces.last_if(seq).map(|p| p.end_ms);
+        if let Some(end_ms) = last_end.filter(|_| finished_sentence) {
+            if state.segmenter.config().close_on_sentence_end {
                 // Still silent and the words end a sentence: the endpoint's remaining wait
-                // would only delay the final. Voice since the offer keeps it open.
+                // would only delay the final. Voice since the pause keeps it open.
+                // The segmenter closes it now, or once the pause is long enough to be a
+                // sentence end.
                 let mut events = std::mem::take(&mut state.events);
                 events.clear();
-                if state.segmenter.close_now(end_ms, &mut events) {
-                    SPECULATIONS.with_label_values(&["closed_early"]).inc();
-                }
+                state.segmenter.close_early(end_ms, &mut events);
                 state.events = events;
                 self.handle_segment_events(track, ctx);
             }
         }
     }
 
-    /// A closed utterance: takes the speculative decode of the same span if there is one,
-    /// otherwise queues it for the pool.
+    /// A closed utterance: its text from the pieces decoded at its pauses, plus whatever audio
+    /// they do not cover, queued for the pool.
     fn final_ready(&mut self, pending: PendingFinal, ctx: &mut Context<Self>) {
-        let u = &pending.utterance;
-        let spec = self
+        let pieces = self
             .tracks
-            .get_mut(&u.track)
-            .and_then(|t| t.speculation.take());
-        match spec {
-            Some(spec) if spec.start_ms == u.start_ms && spec.end_ms == u.end_ms => {
-                SPECULATIONS.with_label_values(&["used"]).inc();
-                match spec.result {
-                    Some(result) => self.finish_speculative_final(pending, result, ctx),
-                    None => {
-                        self.finals_in_flight += 1;
-                        self.awaiting_speculation.insert(spec.seq, pending);
-                    }
-                }
-            }
-            other => {
-                if let Some(stale) = other {
-                    stale.cancel.cancel();
-                    SPECULATIONS.with_label_values(&["withdrawn"]).inc();
-                }
-                self.pending_finals.push_back(pending);
-            }
+            .get_mut(&pending.utterance.track)
+            .map(|t| std::mem::take(&mut t.pieces))
+            .unwrap_or_default();
+        if pieces.is_empty() {
+            self.pending_finals.push_back(pending);
+        } else {
+            self.settle_final(pending, pieces, ctx);
         }
     }
 
-    /// A speculative decode that failed is redone as an ordinary final, so speculation never
-    /// costs an utterance.
-    fn finish_speculative_final(
+    fn settle_final(
         &mut self,
         mut pending: PendingFinal,
-        result: Result<Transcription, TranscribeError>,
+        mut pieces: Pieces,
         ctx: &mut Context<Self>,
     ) {
-        match result {
-            Ok(t) => self.finish_final(pending, Ok(t), ctx),
-            Err(e) => {
-                if matches!(e, TranscribeError::WorkerPanicked) {
-                    pending.panics += 1;
+        let (start_ms, end_ms) = (pending.utterance.start_ms, pending.utterance.end_ms);
+        match pieces.settle(start_ms, end_ms) {
+            Settle::Waiting => {
+                self.finals_in_flight += 1;
+                self.closing.push(Closing { pending, pieces });
+            }
+            Settle::Done { text, decode_ms } => {
+                SPECULATIONS.with_label_values(&["used"]).inc();
+                let transcription = Transcription {
+                    no_speech: text.is_empty(),
+                    text,
+                    segments: Vec::new(),
+                    elapsed: Duration::from_millis(decode_ms),
+                    audio: Duration::from_millis(end_ms - start_ms),
+                    audio_ctx: 0,
+                    retried: false,
+                };
+                self.finish_final(pending, Ok(transcription), ctx);
+            }
+            Settle::Remainder { prefix, from_ms } => {
+                if !prefix.is_empty() {
+                    SPECULATIONS.with_label_values(&["used"]).inc();
                 }
-                self.pending_finals.push_front(pending);
+                pending.prefix = prefix;
+                pending.from_ms = from_ms;
+                self.pending_finals.push_back(pending);
                 self.submit_pending_finals(ctx);
             }
         }
@@ -713,15 +721,23 @@ impl CallActor {
                 });
             }
         }
-        // A pausing utterance is already being decoded whole; a preview adds nothing.
-        if self
-            .tracks
-            .get(&track)
-            .is_some_and(|t| t.speculation.is_some())
-        {
+        let Some(state) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        // A pausing utterance is being decoded already; a preview adds nothing.
+        if state.pieces.decoding() {
             return;
         }
-        let Some(open) = self.tracks.get_mut(&track).and_then(|t| t.open.as_mut()) else {
+        // Only the audio after the pieces is decoded; their text leads the preview.
+        let (prefix, from_ms) = state
+            .pieces
+            .decoded_prefix(start_ms)
+            .unwrap_or((String::new(), start_ms));
+        if from_ms > start_ms && end_ms.saturating_sub(from_ms) < pieces::MIN_PIECE_MS {
+            return; // nothing much new since the last piece
+        }
+        let samples = pieces::slice(&samples, start_ms, from_ms, end_ms);
+        let Some(open) = state.open.as_mut() else {
             return;
         };
         // One partial at a time per track, and none while finals wait: finals come first.
@@ -756,11 +772,12 @@ impl CallActor {
                 return;
             }
             open.revision += 1;
+            let text = pieces::join([prefix.as_str(), t.text.as_str()]);
             let transcript = Transcript {
                 utterance_id: id,
                 track,
                 revision: open.revision,
-                text: crate::redact::redact(&t.text).into_owned(),
+                text: crate::redact::redact(&text).into_owned(),
                 start_ms,
                 end_ms,
             };
@@ -796,7 +813,9 @@ impl CallActor {
                 self.pending_finals.push_front(pending);
                 return;
             };
-            match transcriber.submit(pending.utterance.samples.clone(), JobKind::Final) {
+            let u = &pending.utterance;
+            let samples = pieces::slice(&u.samples, u.start_ms, pending.from_ms, u.end_ms);
+            match transcriber.submit(samples, JobKind::Final) {
                 Ok(receiver) => {
                     self.finals_in_flight += 1;
                     ctx.spawn(receiver.into_actor(self).map(move |result, act, ctx| {
@@ -860,7 +879,12 @@ impl CallActor {
                 return;
             }
         };
-        if transcription.no_speech || transcription.text.trim().is_empty() {
+        let text = if transcription.no_speech {
+            pieces::join([pending.prefix.as_str()])
+        } else {
+            pieces::join([pending.prefix.as_str(), transcription.text.as_str()])
+        };
+        if text.is_empty() {
             return;
         }
         let u = &pending.utterance;
@@ -869,11 +893,19 @@ impl CallActor {
             track: u.track,
             revision: 0,
             // PII never leaves the pipeline unredacted: not to sockets, not to the store.
-            text: crate::redact::redact(transcription.text.trim()).into_owned(),
+            text: crate::redact::redact(&text).into_owned(),
             start_ms: u.start_ms,
             end_ms: u.end_ms,
         };
         UTTERANCE_END_TO_FINAL.observe(pending.speech_end.elapsed().as_secs_f64());
+        tracing::debug!(
+            utterance = %u.id,
+            audio_ms = u.end_ms - u.start_ms,
+            since_speech_end_ms = pending.speech_end.elapsed().as_millis() as u64,
+            decode_ms = transcription.elapsed.as_millis() as u64,
+            audio_ctx = transcription.audio_ctx,
+            "final"
+        );
         self.emit(CallEvent::Final(transcript.clone()));
 
         let speech_end = pending.speech_end;
@@ -955,9 +987,7 @@ impl CallActor {
             for state in self.tracks.values_mut() {
                 state.segmenter.reset();
                 state.open = None;
-                if let Some(spec) = state.speculation.take() {
-                    spec.cancel.cancel();
-                }
+                state.pieces.cancel_all();
             }
             self.emit(CallEvent::Warning {
                 code: Code::Internal,
@@ -1071,9 +1101,10 @@ impl Actor for CallActor {
     fn stopped(&mut self, _ctx: &mut Self::Context) {
         LIVE_CALLS.dec();
         for state in self.tracks.values_mut() {
-            if let Some(spec) = state.speculation.take() {
-                spec.cancel.cancel();
-            }
+            state.pieces.cancel_all();
+        }
+        for closing in &mut self.closing {
+            closing.pieces.cancel_all();
         }
         if !self.ended {
             // Stopped from outside (all addresses dropped): still tell the world.
@@ -1117,7 +1148,7 @@ impl Handler<AttachSource> for CallActor {
                     events: Vec::new(),
                     open: None,
                     samples_16k: 0,
-                    speculation: None,
+                    pieces: Pieces::default(),
                 },
             ));
         }

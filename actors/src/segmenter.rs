@@ -33,7 +33,8 @@ use std::sync::{Arc, LazyLock};
 static UTTERANCES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     metrics::counter_vec(
         "callcoach_segmenter_utterances_total",
-        "Utterances cut by the endpointer, by outcome (final, forced, dropped, reset)",
+        "Utterances cut by the endpointer, by outcome (final, forced, dropped, reset; early: \
+         finals closed before the endpoint on a finished sentence, also counted as final)",
         &["outcome"],
     )
 });
@@ -49,15 +50,23 @@ const FORCE_CUT_SEARCH_MS: u64 = 1_000;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegmenterConfig {
-    /// Silence after the last voiced frame that ends an utterance. 400 ms: longer than the
-    /// pauses inside a sentence (~100–300 ms), short enough for a hint within a second.
+    /// Silence after the last voiced frame that ends an utterance. 360 ms: longer than the
+    /// pauses inside a sentence (~100–300 ms), short enough for a final within 400 ms.
     pub endpoint_silence_ms: u64,
     /// Silence after which the utterance is offered for speculative decoding
     /// ([`SegmentEvent::Pause`]); 0, or not below `endpoint_silence_ms`, turns offers off.
     pub speculate_after_ms: u64,
-    /// Let the caller end an utterance before the endpoint ([`Segmenter::close_now`]) when the
-    /// decode of its pause offer reads as a finished sentence (see `call`).
+    /// Let the caller end an utterance before the endpoint ([`Segmenter::close_early`]) when
+    /// the decode of its pause offer reads as a finished sentence (see `call`).
     pub close_on_sentence_end: bool,
+    /// Silence an early close still waits for: a pause this short is a comma more often than
+    /// a full stop, whatever the decode's punctuation says.
+    pub early_close_silence_ms: u64,
+    /// After this much audio since the last offer (or the utterance start) without one, a
+    /// pause of `quick_pause_ms` is offered too, so the audio left to decode at the endpoint
+    /// stays short even for a speaker who never pauses for long.
+    pub long_stretch_ms: u64,
+    pub quick_pause_ms: u64,
     /// Longest utterance before a forced cut (Whisper's window is 30 s; 15 s keeps a final's
     /// decode well under a second on tiny.en and bounds the buffer per track).
     pub max_utterance_ms: u64,
@@ -72,9 +81,12 @@ pub struct SegmenterConfig {
 impl Default for SegmenterConfig {
     fn default() -> Self {
         Self {
-            endpoint_silence_ms: 400,
+            endpoint_silence_ms: 360,
             speculate_after_ms: 100,
             close_on_sentence_end: true,
+            early_close_silence_ms: 240,
+            long_stretch_ms: 3_000,
+            quick_pause_ms: 60,
             max_utterance_ms: 15_000,
             min_utterance_ms: 250,
             partial_interval_ms: 1_000,
@@ -129,6 +141,11 @@ struct Open {
     last_partial_ms: u64,
     /// A `Pause` was sent for the current silence.
     paused: bool,
+    /// End of the span of the last `Pause` (the utterance start before the first).
+    offered_to_ms: u64,
+    /// The caller asked for an early close of the span ending here ([`Segmenter::close_early`]),
+    /// to happen once the silence reaches `early_close_silence_ms`.
+    close_at_end_ms: Option<u64>,
 }
 
 /// Endpointer for one track (see the module docs).
@@ -171,10 +188,16 @@ impl Segmenter {
             ms if ms < endpoint_silence_ms => ms,
             _ => 0,
         };
+        let quick_pause_ms =
+            round_to_frames(cfg.quick_pause_ms.max(FRAME_MS)).min(speculate_after_ms);
         let cfg = SegmenterConfig {
             endpoint_silence_ms,
             speculate_after_ms,
             close_on_sentence_end: cfg.close_on_sentence_end && speculate_after_ms > 0,
+            early_close_silence_ms: round_to_frames(cfg.early_close_silence_ms)
+                .clamp(speculate_after_ms, endpoint_silence_ms),
+            long_stretch_ms: round_to_frames(cfg.long_stretch_ms),
+            quick_pause_ms,
             max_utterance_ms: round_to_frames(
                 cfg.max_utterance_ms
                     .max(min_utterance_ms + FORCE_CUT_SEARCH_MS),
@@ -248,23 +271,35 @@ impl Segmenter {
         self.run = 0;
     }
 
-    /// Ends the open utterance now, as the endpoint would (`SpeechEnd` + `Final` ending at the
+    /// Ends the open utterance early, as the endpoint would (`SpeechEnd` + `Final` ending at the
     /// last voiced frame), if it is confirmed and silent since `end_ms` (the end its pause offer
-    /// had). Returns whether it closed; voice since the offer keeps it open.
-    pub fn close_now(&mut self, end_ms: u64, out: &mut Vec<SegmentEvent>) -> bool {
-        let silent_since_offer = self
+    /// had): now if the silence has lasted `early_close_silence_ms`, otherwise when it has
+    /// (voice before then keeps it open). Returns whether it closed now.
+    pub fn close_early(&mut self, end_ms: u64, out: &mut Vec<SegmentEvent>) -> bool {
+        let now = self.now_ms();
+        let wait = self.cfg.early_close_silence_ms;
+        let Some(open) = self
             .open
-            .as_ref()
-            .is_some_and(|o| o.confirmed && o.paused && o.last_voiced_end_ms == end_ms);
-        if !silent_since_offer {
+            .as_mut()
+            .filter(|o| o.confirmed && o.paused && o.last_voiced_end_ms == end_ms)
+        else {
+            return false;
+        };
+        if now - end_ms < wait {
+            open.close_at_end_ms = Some(end_ms);
             return false;
         }
+        self.close_open_early(out);
+        true
+    }
+
+    fn close_open_early(&mut self, out: &mut Vec<SegmentEvent>) {
         if let Some(open) = self.open.take() {
+            UTTERANCES.with_label_values(&["early"]).inc();
             self.close(open, out);
         }
         let keep = self.cfg.pre_roll_ms + ONSET_FRAMES as u64 * FRAME_MS;
         self.trim_to(self.now_ms().saturating_sub(keep));
-        true
     }
 
     /// Drops the open utterance and all buffered audio and starts voice detection afresh, keeping
@@ -318,6 +353,8 @@ impl Segmenter {
                     confirmed: false,
                     last_partial_ms: voice_start_ms,
                     paused: false,
+                    offered_to_ms: start_ms,
+                    close_at_end_ms: None,
                 });
                 self.run = 0;
                 self.after_voice(out);
@@ -331,6 +368,7 @@ impl Segmenter {
 
         if v.voiced {
             open.last_voiced_end_ms = now;
+            open.close_at_end_ms = None;
             if open.paused {
                 open.paused = false;
                 out.push(SegmentEvent::Resume {
@@ -347,13 +385,23 @@ impl Segmenter {
             self.trim_to(now.saturating_sub(keep));
             return;
         }
+        if open.close_at_end_ms.is_some() && silence_ms >= self.cfg.early_close_silence_ms {
+            self.close_open_early(out);
+            return;
+        }
         if now - open.start_ms >= self.cfg.max_utterance_ms {
             self.force_cut(out);
             return;
         }
-        let speculate = self.cfg.speculate_after_ms;
+        let speculate = if open.last_voiced_end_ms - open.offered_to_ms >= self.cfg.long_stretch_ms
+        {
+            self.cfg.quick_pause_ms
+        } else {
+            self.cfg.speculate_after_ms
+        };
         if speculate > 0 && open.confirmed && !open.paused && silence_ms >= speculate {
             open.paused = true;
+            open.offered_to_ms = open.last_voiced_end_ms;
             let (a, b) = (
                 idx(self.audio_start_ms, open.start_ms),
                 idx(self.audio_start_ms, open.last_voiced_end_ms).min(self.audio.len()),
@@ -466,6 +514,8 @@ impl Segmenter {
         open.voice_start_ms = cut_ms;
         open.last_voiced_end_ms = open.last_voiced_end_ms.max(cut_ms);
         open.last_partial_ms = cut_ms;
+        open.offered_to_ms = cut_ms;
+        open.close_at_end_ms = None;
         // Any offer made before the cut is void (its start moved); offer the rest afresh.
         open.paused = false;
         self.last_end_ms = cut_ms;

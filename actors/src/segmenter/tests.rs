@@ -257,12 +257,16 @@ fn pause_offers_match_the_final_or_are_withdrawn() {
     assert_eq!(Segmenter::new(late).config().speculate_after_ms, 0);
 }
 
-/// `close_now` ends the utterance at its offer's span while the silence lasts, and refuses
+/// `close_early` ends the utterance at its offer's span while the silence lasts, and refuses
 /// once voice has come back (or for a span that is not the open one's).
 #[test]
-fn close_now_ends_a_silent_offered_utterance_only() {
+fn close_early_ends_a_silent_offered_utterance_only() {
     let (x, _, _) = two_sentences();
-    let mut seg = Segmenter::new(SegmenterConfig::default());
+    // No extra wait for the early close: it happens as soon as asked.
+    let mut seg = Segmenter::new(SegmenterConfig {
+        early_close_silence_ms: 0,
+        ..SegmenterConfig::default()
+    });
     let mut out = Vec::new();
     let mut closed = Vec::new();
     let mut refused_after_resume = 0;
@@ -277,7 +281,7 @@ fn close_now_ends_a_silent_offered_utterance_only() {
                 SegmentEvent::Resume { .. } => {
                     let (_, end) = offer.take().unwrap();
                     let mut none = Vec::new();
-                    assert!(!seg.close_now(end, &mut none), "voice came back");
+                    assert!(!seg.close_early(end, &mut none), "voice came back");
                     assert!(none.is_empty());
                     refused_after_resume += 1;
                 }
@@ -289,8 +293,8 @@ fn close_now_ends_a_silent_offered_utterance_only() {
         if let Some((start, end)) = offer {
             if seg.now_ms() > end + SegmenterConfig::default().speculate_after_ms {
                 let mut evs = Vec::new();
-                assert!(!seg.close_now(end + 20, &mut evs), "not the open span");
-                assert!(seg.close_now(end, &mut evs));
+                assert!(!seg.close_early(end + 20, &mut evs), "not the open span");
+                assert!(seg.close_early(end, &mut evs));
                 let kinds: Vec<_> = evs
                     .iter()
                     .map(|e| match e {
@@ -313,6 +317,70 @@ fn close_now_ends_a_silent_offered_utterance_only() {
     }
     assert!(closed.len() >= 2, "{closed:?}");
     eprintln!("closed {closed:?}; {refused_after_resume} offers withdrawn by voice");
+}
+
+/// An early close asked for during a short pause waits until the pause is
+/// `early_close_silence_ms` long; voice before then cancels it.
+#[test]
+fn an_early_close_waits_for_a_sentence_length_pause() {
+    let (x, span_a, _) = two_sentences();
+    let cfg = SegmenterConfig::default();
+    let mut seg = Segmenter::new(cfg.clone());
+    let mut out = Vec::new();
+    let mut asked: Option<u64> = None;
+    let mut closed_at = None;
+    for frame in x.chunks(FRAME_SAMPLES) {
+        seg.push(frame, &mut out);
+        for e in out.drain(..) {
+            match e {
+                SegmentEvent::Pause { end_ms, .. } => {
+                    let mut none = Vec::new();
+                    assert!(!seg.close_early(end_ms, &mut none), "too short a pause yet");
+                    assert!(none.is_empty());
+                    asked = Some(end_ms);
+                }
+                SegmentEvent::Resume { .. } => asked = None,
+                SegmentEvent::Final { end_ms, .. } if closed_at.is_none() => {
+                    assert_eq!(Some(end_ms), asked, "closed at the asked span");
+                    closed_at = Some((end_ms, seg.now_ms()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let (end_ms, at) = closed_at.expect("the first sentence closed");
+    assert_eq!(
+        at - end_ms,
+        cfg.early_close_silence_ms,
+        "closed once the pause was long enough"
+    );
+    assert!(
+        end_ms <= span_a.1 + 20,
+        "{end_ms} vs speech end {}",
+        span_a.1
+    );
+}
+
+/// After `long_stretch_ms` without an offer, a `quick_pause_ms` pause is offered too.
+#[test]
+fn long_stretches_are_offered_at_shorter_pauses() {
+    let (x, _, _) = two_sentences();
+    let offers = |cfg: SegmenterConfig| {
+        let events = run(&x, cfg);
+        events
+            .iter()
+            .filter(|e| matches!(e, SegmentEvent::Pause { .. }))
+            .count()
+    };
+    let never = offers(SegmenterConfig {
+        long_stretch_ms: 60_000,
+        ..SegmenterConfig::default()
+    });
+    let always = offers(SegmenterConfig {
+        long_stretch_ms: 0,
+        ..SegmenterConfig::default()
+    });
+    assert!(always > never, "quick pauses offered: {always} vs {never}");
 }
 
 #[test]
