@@ -38,8 +38,8 @@ pub struct DecodePolicy {
 impl Default for DecodePolicy {
     fn default() -> Self {
         Self {
-            ctx_margin_frames: 256,
-            min_ctx_frames: 384,
+            ctx_margin_frames: 192,
+            min_ctx_frames: 224,
             budget_per_second: 8.0,
             budget_base: 8,
             silence_rms: 0.003,
@@ -61,9 +61,14 @@ impl DecodePolicy {
         ctx.clamp(self.min_ctx_frames, FULL_AUDIO_CTX)
     }
 
-    /// The next, wider window to retry at after a guard fired, or `None` at the full window.
+    /// The next, wider window to retry at after a guard fired, or `None` at the full window:
+    /// twice the last one. A decode that looped at a tight window reads fine at twice it (both
+    /// looping clips of ../shared/data/speech, at 384 → 768 frames), at a third of the full
+    /// window's cost; a second loop goes on to the full window.
     pub fn wider(&self, ctx: u32) -> Option<u32> {
-        (ctx < FULL_AUDIO_CTX).then_some(FULL_AUDIO_CTX)
+        (ctx < FULL_AUDIO_CTX)
+            .then(|| (ctx * 2).div_ceil(32) * 32)
+            .map(|c| c.min(FULL_AUDIO_CTX))
     }
 
     /// Most tokens a clip of `seconds` may produce.
@@ -133,10 +138,11 @@ mod tests {
     #[test]
     fn ctx_grows_with_duration_and_stays_in_bounds() {
         let p = DecodePolicy::default();
-        assert_eq!(p.audio_ctx(0.0), 384);
-        assert_eq!(p.audio_ctx(2.0), 384); // 100 + 256 = 356 -> 384 floor
-        assert_eq!(p.audio_ctx(5.0), 512); // 250 + 256 = 506 -> 512
-        assert_eq!(p.audio_ctx(10.0), 768); // 500 + 256
+        assert_eq!(p.audio_ctx(0.0), 224);
+        assert_eq!(p.audio_ctx(0.5), 224); // 25 + 192 = 217 -> 224 floor
+        assert_eq!(p.audio_ctx(2.0), 320); // 100 + 192 = 292 -> 320
+        assert_eq!(p.audio_ctx(5.0), 448); // 250 + 192 = 442 -> 448
+        assert_eq!(p.audio_ctx(10.0), 704); // 500 + 192 = 692 -> 704
         assert_eq!(p.audio_ctx(29.0), 1500);
         assert_eq!(p.audio_ctx(600.0), 1500);
         let off = DecodePolicy {
@@ -144,7 +150,9 @@ mod tests {
             ..p.clone()
         };
         assert_eq!(off.audio_ctx(2.0), 1500);
-        assert_eq!(p.wider(512), Some(1500));
+        assert_eq!(p.wider(320), Some(640));
+        assert_eq!(p.wider(704), Some(1408));
+        assert_eq!(p.wider(800), Some(1500));
         assert_eq!(p.wider(1500), None);
     }
 
