@@ -875,11 +875,6 @@ fn secs(r: &Result<Duration, String>) -> String {
 // ---------------------------------------------------------------------------------------------
 // The soak
 
-// Ignored in the default run since 2026-12-03: on the final tree of session 2 every other
-// assertion holds, but heap in use ends ~100 MB above its baseline (it was +8 MB when the test
-// was written). Not caused by speculative decodes, malloc_trim or partial admission (each was
-// switched off in turn); the cause is open. Run it with `-- --ignored`.
-#[ignore = "heap ends ~100 MB above baseline since session 2; cause under investigation"]
 #[actix_web::test]
 async fn calls_survive_worker_panics_a_database_outage_a_failing_crm_and_dropped_sockets() {
     let test_started = Instant::now();
@@ -918,7 +913,11 @@ async fn calls_survive_worker_panics_a_database_outage_a_failing_crm_and_dropped
         .unwrap();
 
     // Warm-up: one short call as fast as the socket takes it, so whisper's buffers, the pools
-    // and the allocator's arenas exist before the baseline is taken.
+    // and the allocator's arenas exist before the baseline is taken. Its first decode panics:
+    // the first panic of a process fills Rust's symbolization cache when RUST_BACKTRACE is set
+    // (+60 MB of heap with this binary's debug info, once; tests/asr.rs measures a rebuilt
+    // worker at +0), which is not a leak and belongs in the baseline.
+    transcriber.inject_panics(1).expect("fault injection is on");
     let warm = Prepared::new(
         &slice(&audio, 0, Some(20_000)),
         Protocol::Native,
