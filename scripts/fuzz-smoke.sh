@@ -17,6 +17,9 @@ cd "$(dirname "$0")/../fuzz"
 
 secs=${FUZZ_SECS:-15}
 sanitizer=${FUZZ_SANITIZER:-none}
+# FUZZ_DEV=1 builds without optimisation: a quicker first build for a smoke run, fewer inputs/s.
+profile=()
+if [ "${FUZZ_DEV:-0}" = 1 ]; then profile=(--dev); fi
 niceness=${FUZZ_NICE:-19}
 export RUSTC_BOOTSTRAP=1
 
@@ -27,7 +30,7 @@ fi
 
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list); fi
 
-nice -n "$niceness" cargo fuzz build -s "$sanitizer"
+nice -n "$niceness" cargo fuzz build "${profile[@]}" -s "$sanitizer"
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -35,7 +38,7 @@ failed=()
 for t in "${targets[@]}"; do
   mkdir -p "$scratch/$t" "corpus/$t"
   # New inputs go to the scratch dir (first corpus argument); the committed seeds are read only.
-  if nice -n "$niceness" cargo fuzz run -s "$sanitizer" "$t" "$scratch/$t" "corpus/$t" -- \
+  if nice -n "$niceness" cargo fuzz run "${profile[@]}" -s "$sanitizer" "$t" "$scratch/$t" "corpus/$t" -- \
       -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$scratch/$t.log" 2>&1; then
     execs=$(grep -m1 '^stat::number_of_executed_units' "$scratch/$t.log" | awk '{print $2}')
