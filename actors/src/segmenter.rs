@@ -12,7 +12,8 @@
 //! 2. Once it holds `min_utterance_ms` of voice (first to last voiced frame), it is confirmed and
 //!    [`SegmentEvent::SpeechStart`] is sent with the first voiced frame's time. Shorter blips
 //!    (a cough, a click, a mid-stream tone the VAD has not learned yet) vanish without events.
-//! 3. While it is open, a [`SegmentEvent::Partial`] snapshot goes out every `partial_interval_ms`.
+//! 3. While it is open, a [`SegmentEvent::Partial`] snapshot goes out every `partial_interval_ms`
+//!    (at the first voiced frame past the interval: never in a pause).
 //! 4. After `speculate_after_ms` without a voiced frame, a [`SegmentEvent::Pause`] offers the
 //!    utterance as it would close now, so the caller can start decoding it before the endpoint
 //!    is certain; voice coming back sends [`SegmentEvent::Resume`] and the offer is void.
@@ -429,7 +430,11 @@ impl Segmenter {
                 at_ms: open.voice_start_ms,
             });
         }
-        if open.confirmed && now - open.last_partial_ms >= interval {
+        // Not during a pause: a pause offer may follow within 100 ms, and a partial that is
+        // still encoding then delays it (the pool stops a partial only between its encoder and
+        // its decoder). The partial comes with the next voiced frame instead.
+        let voiced_now = open.last_voiced_end_ms == now;
+        if open.confirmed && voiced_now && now - open.last_partial_ms >= interval {
             open.last_partial_ms = now;
             let (start_ms, a) = (open.start_ms, idx(self.audio_start_ms, open.start_ms));
             out.push(SegmentEvent::Partial {

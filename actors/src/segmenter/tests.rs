@@ -402,7 +402,12 @@ fn partials_come_about_every_second_while_an_utterance_is_open() {
             } => {
                 let voice = open.expect("partial outside an utterance");
                 assert_eq!(*start_ms, voice - 200);
-                assert_eq!(end_ms - last_partial_end, 1_000, "partial cadence");
+                // Every second, or at the first voiced frame after it (never in a pause).
+                let gap = end_ms - last_partial_end;
+                assert!(
+                    (1_000..1_000 + 360).contains(&gap),
+                    "partial cadence {gap} ms"
+                );
                 last_partial_end = *end_ms;
                 partials += 1;
             }
@@ -416,11 +421,11 @@ fn partials_come_about_every_second_while_an_utterance_is_open() {
             | SegmentEvent::Resume { .. } => {}
         }
     }
-    // One per whole second from voice start until the utterance closed (endpoint after end).
+    // About one per second from voice start until the utterance closed (endpoint after end).
     assert_eq!(bounds.len(), 2);
     for (n, voice, end) in bounds {
         assert!(
-            n >= (end - voice) / 1_000 && n <= (end + 400 - voice) / 1_000,
+            n >= (end - voice) / 1_360 && n <= (end + 360 - voice) / 1_000,
             "{n} partials"
         );
         assert!(n >= 2);

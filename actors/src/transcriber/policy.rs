@@ -20,7 +20,10 @@ pub const FULL_AUDIO_CTX: u32 = 1500;
 pub struct DecodePolicy {
     /// Frames added to the clip's own frames. 0 disables tuning (always the full window).
     pub ctx_margin_frames: u32,
-    /// Smallest window used, whatever the clip length.
+    /// Smallest window used, whatever the clip length. 320, not 224: the pieces of a live call
+    /// are often ~1 s, and at 224 frames their decodes hit the token guard and were redone at
+    /// twice the window (12 retries in the sales call against 7 at 320; benches/README.md,
+    /// "Session 4").
     pub min_ctx_frames: u32,
     /// Token budget: `budget_base + budget_per_second × seconds`. Read English runs at ~2.5–3
     /// words/s ≈ 3.5–4.5 tokens/s; 8 tokens/s leaves room for fast talkers and numbers.
@@ -39,7 +42,7 @@ impl Default for DecodePolicy {
     fn default() -> Self {
         Self {
             ctx_margin_frames: 192,
-            min_ctx_frames: 224,
+            min_ctx_frames: 320,
             budget_per_second: 8.0,
             budget_base: 8,
             silence_rms: 0.003,
@@ -138,9 +141,10 @@ mod tests {
     #[test]
     fn ctx_grows_with_duration_and_stays_in_bounds() {
         let p = DecodePolicy::default();
-        assert_eq!(p.audio_ctx(0.0), 224);
-        assert_eq!(p.audio_ctx(0.5), 224); // 25 + 192 = 217 -> 224 floor
+        assert_eq!(p.audio_ctx(0.0), 320);
+        assert_eq!(p.audio_ctx(0.5), 320); // 25 + 192 = 217 -> 320 floor
         assert_eq!(p.audio_ctx(2.0), 320); // 100 + 192 = 292 -> 320
+        assert_eq!(p.audio_ctx(3.0), 352); // 150 + 192 = 342 -> 352
         assert_eq!(p.audio_ctx(5.0), 448); // 250 + 192 = 442 -> 448
         assert_eq!(p.audio_ctx(10.0), 704); // 500 + 192 = 692 -> 704
         assert_eq!(p.audio_ctx(29.0), 1500);
