@@ -671,37 +671,6 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-/// Bytes glibc's malloc holds in use (every arena's allocated chunks plus mapped chunks), in MB.
-fn heap_in_use_mb() -> f64 {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        /// `struct mallinfo2` of <malloc.h> (glibc ≥ 2.33).
-        #[repr(C)]
-        struct MallInfo2 {
-            arena: usize,
-            ordblks: usize,
-            smblks: usize,
-            hblks: usize,
-            hblkhd: usize,
-            usmblks: usize,
-            fsmblks: usize,
-            uordblks: usize,
-            fordblks: usize,
-            keepcost: usize,
-        }
-        extern "C" {
-            fn mallinfo2() -> MallInfo2;
-        }
-        // SAFETY: mallinfo2 only reads the allocator's statistics under its locks.
-        let m = unsafe { mallinfo2() };
-        (m.uordblks + m.hblkhd) as f64 / (1024.0 * 1024.0)
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        0.0
-    }
-}
-
 /// RSS after handing glibc's free memory back to the kernel (see [`RSS_TOLERANCE_MB`]).
 fn trimmed_rss_mb() -> f64 {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -937,7 +906,7 @@ async fn calls_survive_worker_panics_a_database_outage_a_failing_crm_and_dropped
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_baseline_raw = rss_mb();
     let rss_baseline = trimmed_rss_mb();
-    let heap_baseline = heap_in_use_mb();
+    let heap_baseline = common::heap::heap_in_use_mb().unwrap_or(0.0);
     let m0 = metrics(&http, &server).await;
     let restarts_before = metric(
         &m0,
@@ -1074,7 +1043,7 @@ async fn calls_survive_worker_panics_a_database_outage_a_failing_crm_and_dropped
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after_raw = rss_mb();
     let rss_after = trimmed_rss_mb();
-    let heap_after = heap_in_use_mb();
+    let heap_after = common::heap::heap_in_use_mb().unwrap_or(0.0);
 
     // ---- summary
     let finals = log.finals(calls_done).len();

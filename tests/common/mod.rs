@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod heap;
 pub mod server;
 pub mod text;
