@@ -24,6 +24,7 @@ use callcoach::auth::Role;
 use callcoach::client::audio::SourceAudio;
 use callcoach::client::call::{self, Timeline};
 use callcoach::client::replay::{replay, End, Prepared, Protocol, ReplayOptions, TrackLayout};
+use callcoach_actors::audio::file::decode_file;
 use callcoach_actors::transcriber::JobKind;
 use common::db::TestDb;
 use common::server::TestServer;
@@ -913,13 +914,8 @@ async fn calls_survive_worker_panics_a_database_outage_a_failing_crm_and_dropped
     // So both workers decode a full window before the baseline. That makes the baseline the
     // largest the live states can legitimately be; rebuilt states start smaller.
     let full_window: Arc<[f32]> = {
-        let a = slice(&audio, 0, Some(28_000))
-            .resampled(16_000)
-            .expect("resample");
-        let n = a.channels[0].len();
-        (0..n)
-            .map(|i| a.channels.iter().map(|c| c[i]).sum::<f32>() / a.channels.len() as f32)
-            .collect()
+        let call = decode_file(timeline.wav_path()).expect("decode call");
+        Arc::from(&call.samples_16k_mono[..28 * 16_000])
     };
     for _ in 0..2 {
         // Two jobs at once: each idle worker takes one.
@@ -1074,15 +1070,16 @@ async fn calls_survive_worker_panics_a_database_outage_a_failing_crm_and_dropped
     // Heap: sampled each second until it is back within tolerance (or HEAP_SETTLE_WITHIN
     // passes); the trajectory goes in the summary, so a slow release shows as such.
     let heap_now = || common::heap::heap_in_use_mb().unwrap_or(0.0);
-    let mut heap_trajectory = vec![heap_now() - heap_baseline];
+    let mut heap_after = heap_now();
+    let mut heap_trajectory = vec![heap_after - heap_baseline];
     let settle_from = Instant::now();
-    while heap_trajectory[heap_trajectory.len() - 1] > HEAP_TOLERANCE_MB
+    while heap_after - heap_baseline > HEAP_TOLERANCE_MB
         && settle_from.elapsed() < HEAP_SETTLE_WITHIN
     {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        heap_trajectory.push(heap_now() - heap_baseline);
+        heap_after = heap_now();
+        heap_trajectory.push(heap_after - heap_baseline);
     }
-    let heap_after = heap_baseline + heap_trajectory[heap_trajectory.len() - 1];
 
     // ---- summary
     let finals = log.finals(calls_done).len();
